@@ -1,0 +1,284 @@
+//! Request bodies: read a bounded prefix before forwarding, then stream the
+//! rest under a size cap, an idle deadline and a minimum data rate.
+//!
+//! Why a prefix is read first: a body that fits in `limits.body_buffer_bytes`
+//! is received whole, its framing (chunk sizes, trailers) verified by hyper
+//! and by us, before a single byte reaches the upstream — so a framing error
+//! answers 400 and forwards nothing. Longer bodies are streamed; a framing
+//! error past the prefix aborts the upstream request mid-body (the upstream
+//! sees a truncated request and a reset, never a complete second request).
+//! Later phases that inspect bodies read up to `inspect_body_bytes` here.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+/// Why reading a request body failed. Each maps to one response in `respond`.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds max_body_bytes")]
+    TooLarge,
+    #[error("request body not received within body_read_timeout")]
+    Timeout,
+    #[error("request body arrived below the minimum data rate")]
+    TooSlow,
+    #[error("forbidden field `{0}` in request trailers")]
+    ForbiddenTrailer(String),
+    #[error("malformed request body: {0}")]
+    Framing(#[from] hyper::Error),
+}
+
+/// Trailer fields that must never arrive after the body: framing, routing,
+/// authentication and content metadata that a lenient backend might merge
+/// into the head.
+const FORBIDDEN_TRAILERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "content-type",
+    "content-encoding",
+    "content-range",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-forwarded-for",
+    "forwarded",
+];
+
+fn check_trailers(t: &HeaderMap) -> Result<(), BodyError> {
+    for name in t.keys() {
+        if FORBIDDEN_TRAILERS.contains(&name.as_str()) {
+            return Err(BodyError::ForbiddenTrailer(name.as_str().to_string()));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: u64,
+    /// Deadline for the buffered prefix, and the longest gap between reads after it.
+    pub read_timeout: Duration,
+    pub min_rate: u64,
+    pub min_rate_grace: Duration,
+}
+
+/// An incoming body with our limits applied on every frame.
+pub struct GuardedIncoming {
+    inner: Incoming,
+    limits: BodyLimits,
+    received: u64,
+    started: Instant,
+    idle: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+impl GuardedIncoming {
+    pub fn new(inner: Incoming, limits: BodyLimits) -> Self {
+        GuardedIncoming {
+            inner,
+            limits,
+            received: 0,
+            started: Instant::now(),
+            idle: Box::pin(tokio::time::sleep(limits.read_timeout)),
+            done: false,
+        }
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    fn poll_guarded(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.received += data.len() as u64;
+                    if self.received > self.limits.max_bytes {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                    }
+                    let elapsed = self.started.elapsed();
+                    if self.limits.min_rate > 0 && elapsed > self.limits.min_rate_grace {
+                        let expected = self.limits.min_rate as f64
+                            * (elapsed - self.limits.min_rate_grace).as_secs_f64();
+                        if (self.received as f64) < expected {
+                            self.done = true;
+                            return Poll::Ready(Some(Err(BodyError::TooSlow)));
+                        }
+                    }
+                    let next = tokio::time::Instant::now() + self.limits.read_timeout;
+                    self.idle.as_mut().reset(next);
+                } else if let Some(t) = frame.trailers_ref() {
+                    if let Err(e) = check_trailers(t) {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(BodyError::Framing(e))))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<Result<Frame<Bytes>, BodyError>> {
+        std::future::poll_fn(|cx| self.poll_guarded(cx)).await
+    }
+}
+
+/// The start of a request body, read before forwarding.
+pub enum Prefix {
+    /// The whole body (trailers verified and dropped).
+    Complete(Bytes),
+    /// The first `limit` bytes or more; the rest is still in `rest`.
+    Partial {
+        chunks: VecDeque<Bytes>,
+        rest: GuardedIncoming,
+    },
+}
+
+/// Reads up to `limit` bytes of `body` within `limits.read_timeout`.
+pub async fn read_prefix(
+    body: Incoming,
+    limits: BodyLimits,
+    limit: usize,
+) -> Result<Prefix, BodyError> {
+    let deadline = tokio::time::Instant::now() + limits.read_timeout;
+    let mut g = GuardedIncoming::new(body, limits);
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    let mut have = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, g.next_frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(f)) => f?,
+        };
+        if let Ok(data) = frame.into_data() {
+            if data.is_empty() {
+                continue;
+            }
+            have += data.len();
+            chunks.push_back(data);
+            if have >= limit {
+                // Reset the idle clock for the streaming part.
+                g.idle
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + limits.read_timeout);
+                return Ok(Prefix::Partial { chunks, rest: g });
+            }
+        }
+    }
+    Ok(Prefix::Complete(concat(chunks, have)))
+}
+
+fn concat(mut chunks: VecDeque<Bytes>, len: usize) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop_front().unwrap_or_default(),
+        _ => {
+            let mut b = BytesMut::with_capacity(len);
+            for c in chunks {
+                b.extend_from_slice(&c);
+            }
+            b.freeze()
+        }
+    }
+}
+
+/// The body sent upstream.
+pub enum ForwardBody {
+    Empty,
+    Full(Option<Bytes>),
+    Stream {
+        chunks: VecDeque<Bytes>,
+        rest: Box<GuardedIncoming>,
+    },
+}
+
+impl Body for ForwardBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ForwardBody::Empty => Poll::Ready(None),
+            ForwardBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ForwardBody::Stream { chunks, rest } => {
+                if let Some(c) = chunks.pop_front() {
+                    return Poll::Ready(Some(Ok(Frame::data(c))));
+                }
+                loop {
+                    return match rest.poll_guarded(cx) {
+                        // Request trailers are verified, then not forwarded.
+                        Poll::Ready(Some(Ok(f))) if f.is_trailers() => continue,
+                        other => other,
+                    };
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ForwardBody::Empty => true,
+            ForwardBody::Full(b) => b.is_none(),
+            ForwardBody::Stream { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ForwardBody::Empty => SizeHint::with_exact(0),
+            ForwardBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ForwardBody::Stream { chunks, rest } => {
+                // Keep Content-Length framing when the client declared one.
+                let buffered: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+                match rest.inner.size_hint().exact() {
+                    Some(n) => SizeHint::with_exact(buffered + n),
+                    None => {
+                        let mut h = SizeHint::new();
+                        h.set_lower(buffered);
+                        h
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1184 @@
+//! Configuration: YAML file → `FileConfig` (serde, unknown keys rejected) →
+//! validated `Config`. Every error carries file, line, column and key, and
+//! `load` returns all of them at once (like `nginx -t` / `vector validate`).
+//!
+//! Why the file is parsed section by section: serde stops at the first error,
+//! but an operator fixing a config wants every mistake in one pass. Each
+//! top-level section is deserialized on its own (padded with blank lines so
+//! line numbers stay exact), so one bad section does not hide the others.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::Spanned;
+
+/// Default proxy listener when `listen` is absent.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Default admin listener: loopback only, never exposed by default.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(90);
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_INSPECT_BODY_BYTES: usize = 1024 * 1024;
+/// Bodies up to this size are read completely (and their framing verified)
+/// before anything is sent upstream; longer bodies are streamed after it.
+pub const DEFAULT_BODY_BUFFER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Minimum average request-body rate once the grace period has passed.
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+pub const DEFAULT_MIN_BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_LOG_DIR: &str = "logs/security";
+pub const DEFAULT_LOG_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_LOG_MAX_FILES: usize = 10;
+/// hyper refuses read buffers below 8 KiB; the header limit cannot go lower.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+
+/// The special upstream served by the gateway itself (demo / first start).
+pub const BUILTIN_ECHO: &str = "builtin:echo";
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// One configuration problem, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "`{}`: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All the problems found in one configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// File shape (what the YAML may contain)
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<S<Vec<FileListener>>>,
+    upstream: Option<FileUpstream>,
+    routes: Option<Vec<FileRoute>>,
+    trusted_proxies: Option<Vec<S<String>>>,
+    limits: Option<FileLimits>,
+    admin: Option<FileAdmin>,
+    logging: Option<FileLogging>,
+    // Sections of SPEC §3 that later work implements. They are recognised so
+    // that an operator gets "not supported yet" rather than "unknown key", and
+    // they are never silently ignored.
+    waf: Option<S<IgnoredAny>>,
+    ip_lists: Option<S<IgnoredAny>>,
+    geoip: Option<S<IgnoredAny>>,
+    identity: Option<S<IgnoredAny>>,
+    behavior: Option<S<IgnoredAny>>,
+    audit: Option<S<IgnoredAny>>,
+    store: Option<S<IgnoredAny>>,
+    instance_id: Option<S<IgnoredAny>>,
+    redis: Option<S<IgnoredAny>>,
+    notify: Option<S<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    addr: S<String>,
+    tls: Option<FileTls>,
+    /// Accept HTTP/2 (ALPN `h2` on TLS, prior-knowledge h2c in clear). Default true.
+    http2: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<S<String>>,
+    key: Option<S<String>>,
+    certificates: Option<Vec<FileCertPair>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCertPair {
+    cert: S<String>,
+    key: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    url: S<String>,
+    connect_timeout: Option<S<String>>,
+    timeout: Option<S<String>>,
+    pool_idle: Option<S<String>>,
+    pool_max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    host: Option<S<String>>,
+    path_prefix: Option<S<String>>,
+    upstream: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_header_bytes: Option<S<SizeValue>>,
+    max_headers: Option<S<usize>>,
+    max_uri_bytes: Option<S<SizeValue>>,
+    max_body_bytes: Option<S<SizeValue>>,
+    inspect_body_bytes: Option<S<SizeValue>>,
+    over_inspect_limit: Option<OverInspectLimit>,
+    body_buffer_bytes: Option<S<SizeValue>>,
+    header_read_timeout: Option<S<String>>,
+    body_read_timeout: Option<S<String>>,
+    min_body_rate: Option<S<SizeValue>>,
+    min_body_rate_grace: Option<S<String>>,
+    keepalive_timeout: Option<S<String>>,
+    max_connections: Option<S<usize>>,
+    drain_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: Option<S<String>>,
+    tokens: Option<Vec<FileToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToken {
+    token: S<String>,
+    role: Option<Role>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLogging {
+    dir: Option<S<String>>,
+    level: Option<S<String>>,
+    format: Option<LogFormat>,
+    access_log: Option<bool>,
+    max_file_bytes: Option<S<SizeValue>>,
+    max_files: Option<usize>,
+}
+
+/// A size: a plain integer (bytes) or a string such as `16KiB`, `10MB`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Int(u64),
+    Text(String),
+}
+
+// ---------------------------------------------------------------------------
+// Validated shape (what the gateway runs on)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverInspectLimit {
+    #[default]
+    Block,
+    Pass,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    #[default]
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this config came from (for reload and messages).
+    pub path: PathBuf,
+    pub listeners: Vec<ListenerConfig>,
+    pub upstream: UpstreamConfig,
+    pub routes: Vec<RouteConfig>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub limits: Limits,
+    pub admin: AdminConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// (cert PEM path, key PEM path); the first pair is the default certificate.
+    pub certificates: Vec<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// `http://host:port[/base]`
+    Http {
+        authority: http::uri::Authority,
+        base_path: String,
+    },
+    /// The built-in echo server (demo and first start).
+    BuiltinEcho,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub target: UpstreamTarget,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_idle: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Lower-case host without port; `None` matches every host.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub target: UpstreamTarget,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+    pub inspect_body_bytes: usize,
+    pub over_inspect_limit: OverInspectLimit,
+    pub body_buffer_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub min_body_rate: u64,
+    pub min_body_rate_grace: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            inspect_body_bytes: DEFAULT_INSPECT_BODY_BYTES,
+            over_inspect_limit: OverInspectLimit::Block,
+            body_buffer_bytes: DEFAULT_BODY_BUFFER_BYTES,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+            min_body_rate_grace: DEFAULT_MIN_BODY_RATE_GRACE,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AdminToken {
+    pub token: String,
+    pub role: Role,
+}
+
+impl fmt::Debug for AdminToken {
+    // Never print a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AdminToken {{ token: <redacted>, role: {:?} }}",
+            self.role
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub tokens: Vec<AdminToken>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub dir: PathBuf,
+    pub level: String,
+    pub format: LogFormat,
+    pub access_log: bool,
+    pub max_file_bytes: u64,
+    pub max_files: usize,
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// Reads, parses and validates `path`, returning every problem found.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read config: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` is used for messages and for
+/// resolving relative `file:` secrets and certificate paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut errs = Errs {
+        file: path.to_path_buf(),
+        text,
+        list: Vec::new(),
+        failed_sections: Vec::new(),
+    };
+    let file = parse_sections(&mut errs, text);
+    let cfg = validate(&mut errs, path, file);
+    if errs.list.is_empty() {
+        Ok(cfg)
+    } else {
+        errs.list.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(errs.list))
+    }
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut o = serde_saphyr::Options::default();
+    o.with_snippet = false;
+    o
+}
+
+/// Deserializes each top-level section separately (see the module comment).
+fn parse_sections(errs: &mut Errs<'_>, text: &str) -> FileConfig {
+    // First pass: the set of top-level keys with their lines; this also
+    // reports YAML syntax errors and duplicate keys.
+    let keys: std::collections::HashMap<Spanned<String>, IgnoredAny> =
+        match serde_saphyr::from_str_with_options::<
+            Option<std::collections::HashMap<Spanned<String>, IgnoredAny>>,
+        >(text, yaml_options())
+        {
+            Ok(Some(k)) => k,
+            Ok(None) => return FileConfig::default(), // empty file: all defaults
+            Err(e) => {
+                errs.push_yaml(&e, 0);
+                errs.failed_sections.push("*".into());
+                return FileConfig::default();
+            }
+        };
+    let mut starts: Vec<usize> = keys.keys().map(|k| k.referenced.line() as usize).collect();
+    let name_at = |line: usize| {
+        keys.keys()
+            .find(|k| k.referenced.line() as usize == line)
+            .map(|k| k.value.clone())
+    };
+    starts.sort_unstable();
+    starts.dedup();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let block_style = starts.len() == keys.len()
+        && starts.iter().all(|&l| {
+            l >= 1
+                && lines
+                    .get(l - 1)
+                    .is_some_and(|s| !s.starts_with([' ', '\t', '{', '-']))
+        });
+    if !block_style {
+        // Flow-style or unusual root: fall back to one pass.
+        return match serde_saphyr::from_str_with_options::<FileConfig>(text, yaml_options()) {
+            Ok(f) => f,
+            Err(e) => {
+                errs.push_yaml(&e, 0);
+                errs.failed_sections.push("*".into());
+                FileConfig::default()
+            }
+        };
+    }
+    let mut merged = FileConfig::default();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(lines.len(), |&n| n - 1);
+        let mut chunk = "\n".repeat(start - 1);
+        for l in &lines[start - 1..end] {
+            chunk.push_str(l);
+        }
+        match serde_saphyr::from_str_with_options::<FileConfig>(&chunk, yaml_options()) {
+            Ok(part) => merge(&mut merged, part),
+            Err(e) => {
+                errs.push_yaml(&e, start);
+                errs.failed_sections.extend(name_at(start));
+            }
+        }
+    }
+    merged
+}
+
+fn merge(into: &mut FileConfig, part: FileConfig) {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if part.$f.is_some() { into.$f = part.$f; } )* };
+    }
+    take!(
+        listen,
+        upstream,
+        routes,
+        trusted_proxies,
+        limits,
+        admin,
+        logging,
+        waf,
+        ip_lists,
+        geoip,
+        identity,
+        behavior,
+        audit,
+        store,
+        instance_id,
+        redis,
+        notify
+    );
+}
+
+struct Errs<'a> {
+    file: PathBuf,
+    text: &'a str,
+    list: Vec<ConfigError>,
+    /// Sections already reported as unparseable: no "missing" errors for them.
+    failed_sections: Vec<String>,
+}
+
+impl Errs<'_> {
+    fn push(
+        &mut self,
+        line: usize,
+        column: usize,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.list.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn at<T>(&mut self, s: &Spanned<T>, key: &str, message: impl Into<String>) {
+        self.push(
+            s.referenced.line() as usize,
+            s.referenced.column() as usize,
+            key,
+            message,
+        );
+    }
+
+    /// Records a serde-saphyr error, naming the key at its location.
+    fn push_yaml(&mut self, e: &serde_saphyr::Error, fallback_line: usize) {
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .filter(|(l, _)| *l > 0)
+            .unwrap_or((fallback_line, 1));
+        let mut msg = e.without_snippet().to_string();
+        if let Some(i) = msg.rfind(" at line ") {
+            msg.truncate(i);
+        }
+        let key = key_path_at(self.text, line, col);
+        self.push(line, col, key, msg);
+    }
+}
+
+/// The dotted key path of the YAML node at (line, column), read from the
+/// indentation of block-style YAML. Best effort: used only to label errors.
+pub fn key_path_at(text: &str, line: usize, column: usize) -> String {
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if i + 1 > line {
+            break;
+        }
+        let trimmed = raw.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let mut indent = raw.len() - trimmed.len();
+        let mut rest = trimmed;
+        while let Some(r) = rest.strip_prefix("- ") {
+            indent += 2;
+            rest = r.trim_start();
+        }
+        let Some(colon) = rest.find(':') else {
+            continue;
+        };
+        let key = rest[..colon].trim().trim_matches(['"', '\'']);
+        if key.is_empty() || key.contains(['{', '[', ' ']) {
+            continue;
+        }
+        if i + 1 == line && column <= indent {
+            break;
+        }
+        while stack.last().is_some_and(|(ind, _)| *ind >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.to_string()));
+    }
+    stack
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (name, sec) in [
+        ("waf", &f.waf),
+        ("ip_lists", &f.ip_lists),
+        ("geoip", &f.geoip),
+        ("identity", &f.identity),
+        ("behavior", &f.behavior),
+        ("audit", &f.audit),
+        ("store", &f.store),
+        ("instance_id", &f.instance_id),
+        ("redis", &f.redis),
+        ("notify", &f.notify),
+    ] {
+        if let Some(s) = sec {
+            // The location of an ignored mapping is its first entry; point at
+            // the section key instead, which is the line before for blocks.
+            let line = find_top_key_line(errs.text, name).unwrap_or(s.referenced.line() as usize);
+            errs.push(
+                line,
+                1,
+                name,
+                format!(
+                    "section `{name}` is not supported yet by this build of portcullis; remove it"
+                ),
+            );
+        }
+    }
+
+    let mut listeners = Vec::new();
+    match &f.listen {
+        None => listeners.push(ListenerConfig {
+            addr: DEFAULT_LISTEN.parse().expect("constant address parses"),
+            tls: None,
+            http2: true,
+        }),
+        Some(list) => {
+            if list.value.is_empty() {
+                errs.at(list, "listen", "at least one listener is required");
+            }
+            for l in &list.value {
+                let addr = match l.addr.value.parse::<SocketAddr>() {
+                    Ok(a) => a,
+                    Err(_) => {
+                        errs.at(
+                            &l.addr,
+                            "listen.addr",
+                            format!("`{}` is not an IP:port address", l.addr.value),
+                        );
+                        continue;
+                    }
+                };
+                let tls = l
+                    .tls
+                    .as_ref()
+                    .and_then(|t| tls_config(errs, &base, t, &l.addr));
+                listeners.push(ListenerConfig {
+                    addr,
+                    tls,
+                    http2: l.http2.unwrap_or(true),
+                });
+            }
+            let mut seen = std::collections::HashSet::new();
+            for l in &listeners {
+                if !seen.insert(l.addr) {
+                    errs.at(
+                        list,
+                        "listen",
+                        format!("address {} is listed twice", l.addr),
+                    );
+                }
+            }
+        }
+    }
+
+    let upstream = match &f.upstream {
+        None => {
+            if !errs
+                .failed_sections
+                .iter()
+                .any(|s| s == "upstream" || s == "*")
+            {
+                errs.push(1, 1, "upstream", "`upstream` is required (e.g. `upstream: {url: \"http://127.0.0.1:3000\"}` or `builtin:echo`)");
+            }
+            UpstreamConfig {
+                target: UpstreamTarget::BuiltinEcho,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                pool_idle: DEFAULT_POOL_IDLE,
+                pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            }
+        }
+        Some(u) => UpstreamConfig {
+            target: upstream_target(errs, &u.url, "upstream.url"),
+            connect_timeout: duration(
+                errs,
+                &u.connect_timeout,
+                "upstream.connect_timeout",
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
+            timeout: duration(
+                errs,
+                &u.timeout,
+                "upstream.timeout",
+                DEFAULT_UPSTREAM_TIMEOUT,
+            ),
+            pool_idle: duration(errs, &u.pool_idle, "upstream.pool_idle", DEFAULT_POOL_IDLE),
+            pool_max_idle_per_host: u
+                .pool_max_idle_per_host
+                .unwrap_or(DEFAULT_POOL_MAX_IDLE_PER_HOST),
+        },
+    };
+
+    let mut routes = Vec::new();
+    for r in f.routes.iter().flatten() {
+        let target = upstream_target(errs, &r.upstream, "routes.upstream");
+        let path_prefix = match &r.path_prefix {
+            Some(p) if !p.value.starts_with('/') => {
+                errs.at(p, "routes.path_prefix", "must start with `/`");
+                continue;
+            }
+            Some(p) => p.value.clone(),
+            None => "/".to_string(),
+        };
+        let host = r.host.as_ref().map(|h| h.value.to_ascii_lowercase());
+        routes.push(RouteConfig {
+            host,
+            path_prefix,
+            target,
+        });
+    }
+    // Most specific first: host routes before host-less, longer prefixes first.
+    routes.sort_by(|a, b| {
+        b.host
+            .is_some()
+            .cmp(&a.host.is_some())
+            .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
+    });
+
+    let mut trusted_proxies = Vec::new();
+    for p in f.trusted_proxies.iter().flatten() {
+        match parse_net(&p.value) {
+            Some(n) => trusted_proxies.push(n),
+            None => errs.at(
+                p,
+                "trusted_proxies",
+                format!("`{}` is not an IP address or CIDR", p.value),
+            ),
+        }
+    }
+
+    let limits = limits(errs, f.limits.unwrap_or_default());
+
+    let admin = {
+        let (listen_s, tokens) = match &f.admin {
+            Some(a) => (a.listen.as_ref(), a.tokens.as_deref().unwrap_or(&[])),
+            None => (None, &[][..]),
+        };
+        let listen = match listen_s {
+            Some(s) => match s.value.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    errs.at(
+                        s,
+                        "admin.listen",
+                        format!("`{}` is not an IP:port address", s.value),
+                    );
+                    DEFAULT_ADMIN_LISTEN
+                        .parse()
+                        .expect("constant address parses")
+                }
+            },
+            None => DEFAULT_ADMIN_LISTEN
+                .parse()
+                .expect("constant address parses"),
+        };
+        let mut out = Vec::new();
+        for t in tokens {
+            match resolve_secret(&base, &t.token.value) {
+                Ok(tok) if tok.len() < 16 => errs.at(
+                    &t.token,
+                    "admin.tokens.token",
+                    "token must be at least 16 characters",
+                ),
+                Ok(tok) => out.push(AdminToken {
+                    token: tok,
+                    role: t.role.unwrap_or_default(),
+                }),
+                Err(m) => errs.at(&t.token, "admin.tokens.token", m),
+            }
+        }
+        AdminConfig {
+            listen,
+            tokens: out,
+        }
+    };
+
+    let logging = {
+        let l = f.logging.as_ref();
+        let dir = match l.and_then(|l| l.dir.as_ref()) {
+            Some(d) => PathBuf::from(&d.value),
+            None => std::env::var_os("SECURITY_LOG_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR)),
+        };
+        let level = match l.and_then(|l| l.level.as_ref()) {
+            Some(s) => {
+                let v = s.value.to_ascii_lowercase();
+                if !["error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
+                    errs.at(
+                        s,
+                        "logging.level",
+                        "must be one of error, warn, info, debug, trace",
+                    );
+                }
+                v
+            }
+            None => "info".to_string(),
+        };
+        LoggingConfig {
+            dir,
+            level,
+            format: l.and_then(|l| l.format).unwrap_or_default(),
+            access_log: l.and_then(|l| l.access_log).unwrap_or(true),
+            max_file_bytes: l
+                .and_then(|l| l.max_file_bytes.as_ref())
+                .map_or(DEFAULT_LOG_MAX_FILE_BYTES, |s| {
+                    size(errs, s, "logging.max_file_bytes")
+                }),
+            max_files: l
+                .and_then(|l| l.max_files)
+                .unwrap_or(DEFAULT_LOG_MAX_FILES)
+                .max(1),
+        }
+    };
+
+    Config {
+        path: path.to_path_buf(),
+        listeners,
+        upstream,
+        routes,
+        trusted_proxies,
+        limits,
+        admin,
+        logging,
+    }
+}
+
+fn find_top_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+fn limits(errs: &mut Errs<'_>, l: FileLimits) -> Limits {
+    let d = Limits::default();
+    let sz = |errs: &mut Errs<'_>, v: &Option<S<SizeValue>>, key: &str, def: u64| {
+        v.as_ref().map_or(def, |s| size(errs, s, key))
+    };
+    let max_header_bytes = sz(
+        errs,
+        &l.max_header_bytes,
+        "limits.max_header_bytes",
+        d.max_header_bytes as u64,
+    ) as usize;
+    if max_header_bytes < MIN_HEADER_BYTES {
+        if let Some(s) = &l.max_header_bytes {
+            errs.at(s, "limits.max_header_bytes", "must be at least 8KiB");
+        }
+    }
+    let out = Limits {
+        max_header_bytes: max_header_bytes.max(MIN_HEADER_BYTES),
+        max_headers: l.max_headers.as_ref().map_or(d.max_headers, |s| s.value),
+        max_uri_bytes: sz(
+            errs,
+            &l.max_uri_bytes,
+            "limits.max_uri_bytes",
+            d.max_uri_bytes as u64,
+        ) as usize,
+        max_body_bytes: sz(
+            errs,
+            &l.max_body_bytes,
+            "limits.max_body_bytes",
+            d.max_body_bytes,
+        ),
+        inspect_body_bytes: sz(
+            errs,
+            &l.inspect_body_bytes,
+            "limits.inspect_body_bytes",
+            d.inspect_body_bytes as u64,
+        ) as usize,
+        over_inspect_limit: l.over_inspect_limit.unwrap_or_default(),
+        body_buffer_bytes: sz(
+            errs,
+            &l.body_buffer_bytes,
+            "limits.body_buffer_bytes",
+            d.body_buffer_bytes as u64,
+        ) as usize,
+        header_read_timeout: duration(
+            errs,
+            &l.header_read_timeout,
+            "limits.header_read_timeout",
+            d.header_read_timeout,
+        ),
+        body_read_timeout: duration(
+            errs,
+            &l.body_read_timeout,
+            "limits.body_read_timeout",
+            d.body_read_timeout,
+        ),
+        min_body_rate: sz(
+            errs,
+            &l.min_body_rate,
+            "limits.min_body_rate",
+            d.min_body_rate,
+        ),
+        min_body_rate_grace: duration(
+            errs,
+            &l.min_body_rate_grace,
+            "limits.min_body_rate_grace",
+            d.min_body_rate_grace,
+        ),
+        keepalive_timeout: duration(
+            errs,
+            &l.keepalive_timeout,
+            "limits.keepalive_timeout",
+            d.keepalive_timeout,
+        ),
+        max_connections: l
+            .max_connections
+            .as_ref()
+            .map_or(d.max_connections, |s| s.value),
+        drain_timeout: duration(
+            errs,
+            &l.drain_timeout,
+            "limits.drain_timeout",
+            d.drain_timeout,
+        ),
+    };
+    if let Some(s) = &l.max_headers {
+        if s.value == 0 {
+            errs.at(s, "limits.max_headers", "must be at least 1");
+        }
+    }
+    if let Some(s) = &l.max_connections {
+        if s.value == 0 {
+            errs.at(s, "limits.max_connections", "must be at least 1");
+        }
+    }
+    if out.max_uri_bytes < 256 {
+        if let Some(s) = &l.max_uri_bytes {
+            errs.at(s, "limits.max_uri_bytes", "must be at least 256 bytes");
+        }
+    }
+    out
+}
+
+fn tls_config(errs: &mut Errs<'_>, base: &Path, t: &FileTls, at: &S<String>) -> Option<TlsConfig> {
+    let mut certificates = Vec::new();
+    match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => certificates.push((base.join(&c.value), base.join(&k.value))),
+        (None, None) => {}
+        (Some(c), None) => errs.at(c, "listen.tls.key", "`cert` needs a `key`"),
+        (None, Some(k)) => errs.at(k, "listen.tls.cert", "`key` needs a `cert`"),
+    }
+    for p in t.certificates.iter().flatten() {
+        certificates.push((base.join(&p.cert.value), base.join(&p.key.value)));
+    }
+    if certificates.is_empty() {
+        errs.at(
+            at,
+            "listen.tls",
+            "TLS needs `cert` and `key` or a `certificates` list",
+        );
+        return None;
+    }
+    for (c, k) in &certificates {
+        for p in [c, k] {
+            if !p.is_file() {
+                errs.at(at, "listen.tls", format!("cannot read {}", p.display()));
+            }
+        }
+    }
+    Some(TlsConfig { certificates })
+}
+
+fn upstream_target(errs: &mut Errs<'_>, s: &S<String>, key: &str) -> UpstreamTarget {
+    if s.value == BUILTIN_ECHO {
+        return UpstreamTarget::BuiltinEcho;
+    }
+    match parse_http_url(&s.value) {
+        Ok(t) => t,
+        Err(m) => {
+            errs.at(s, key, m);
+            UpstreamTarget::BuiltinEcho
+        }
+    }
+}
+
+/// Parses `http://host:port[/base]` into an upstream target.
+pub fn parse_http_url(s: &str) -> Result<UpstreamTarget, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(
+            "https upstreams are not supported yet; use http:// (TLS is terminated at the gateway)"
+                .into(),
+        ),
+        _ => {
+            return Err(format!(
+                "`{s}` must start with http:// (or be `{BUILTIN_ECHO}`)"
+            ));
+        }
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("`{s}` has no host"))?;
+    if uri.query().is_some() {
+        return Err(format!("`{s}` must not carry a query string"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(UpstreamTarget::Http {
+        authority,
+        base_path,
+    })
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn duration(errs: &mut Errs<'_>, v: &Option<S<String>>, key: &str, def: Duration) -> Duration {
+    match v {
+        None => def,
+        Some(s) => match parse_duration(&s.value) {
+            Some(d) => d,
+            None => {
+                errs.at(
+                    s,
+                    key,
+                    format!("`{}` is not a duration (e.g. 500ms, 10s, 5m, 1h)", s.value),
+                );
+                def
+            }
+        },
+    }
+}
+
+fn size(errs: &mut Errs<'_>, s: &S<SizeValue>, key: &str) -> u64 {
+    match &s.value {
+        SizeValue::Int(n) => *n,
+        SizeValue::Text(t) => parse_size(t).unwrap_or_else(|| {
+            errs.at(
+                s,
+                key,
+                format!("`{t}` is not a size (e.g. 4096, 16KiB, 10MiB)"),
+            );
+            0
+        }),
+    }
+}
+
+/// `500ms`, `10s`, `5m`, `1h`, `1d`; a bare number means seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// `4096`, `16KiB`, `16KB`, `10MiB`, `1GiB` (KB/MB mean 1000-multiples).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "k" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+/// Resolves `env:NAME`, `file:PATH` (relative to the config file) or a literal.
+pub fn resolve_secret(base: &Path, v: &str) -> Result<String, String> {
+    if let Some(name) = v.strip_prefix("env:") {
+        std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+    } else if let Some(p) = v.strip_prefix("file:") {
+        let path = base.join(p);
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<ConfigError> {
+        parse(Path::new("t.yaml"), text)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn minimal_config_validates() {
+        let c = parse(
+            Path::new("t.yaml"),
+            "upstream: {url: \"http://127.0.0.1:3000\"}\n",
+        )
+        .unwrap();
+        assert_eq!(c.listeners[0].addr.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert!(matches!(c.upstream.target, UpstreamTarget::Http { .. }));
+    }
+
+    #[test]
+    fn every_section_error_is_reported_with_line_and_key() {
+        let text = "listen:\n  - addr: \"0.0.0.0:8080\"\nupstream:\n  url: http://a:1\n  tmeout: 5s\nlimits:\n  header_read_timeout: soon\nadmin:\n  listen: nope\n";
+        let e = errs(text);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!((e[0].line, e[0].column), (5, 3));
+        assert!(e[0].message.contains("unknown field `tmeout`"), "{}", e[0]);
+        assert_eq!(e[1].line, 7);
+        assert_eq!(e[1].key, "limits.header_read_timeout");
+        assert_eq!(e[2].line, 9);
+        assert_eq!(e[2].key, "admin.listen");
+        assert!(e[0].to_string().starts_with("t.yaml:5:3: "));
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = errs("upstream:\n  url: http://a:1\nlimits:\n  max_headers: lots\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 4);
+        assert_eq!(e[0].key, "limits.max_headers");
+    }
+
+    #[test]
+    fn unsupported_sections_are_rejected_not_ignored() {
+        let e = errs("upstream: {url: \"http://a:1\"}\nwaf:\n  mode: block\n");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].line, 2);
+        assert!(e[0].message.contains("not supported yet"));
+    }
+
+    #[test]
+    fn secrets_from_env_and_file() {
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(resolve_secret(Path::new("."), "env:PATH").unwrap(), path);
+        assert!(resolve_secret(Path::new("."), "env:PORTCULLIS_NOPE_NOT_SET").is_err());
+        assert!(resolve_secret(Path::new("."), "file:/nonexistent/x").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("16KiB"), Some(16384));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5 parsecs"), None);
+    }
+
+    #[test]
+    fn key_path_follows_indentation() {
+        let t = "a:\n  b:\n    - c: 1\n      d: 2\n  e: 3\n";
+        assert_eq!(key_path_at(t, 4, 7), "a.b.d");
+        assert_eq!(key_path_at(t, 5, 3), "a.e");
+    }
+}

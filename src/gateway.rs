@@ -1,0 +1,616 @@
+//! The phase driver: every request runs the same named phases in order.
+//!
+//! | phase            | contract                                                        |
+//! |------------------|-----------------------------------------------------------------|
+//! | `early_request`  | request id, client IP, config snapshot loaded once               |
+//! | `check_protocol` | framing verdict, Host, header syntax, URI and size limits → 4xx  |
+//! | *(headers)*      | behaviour counters and header rules plug in here (later issues)  |
+//! | `read_body`      | bounded prefix read, framing verified before forwarding          |
+//! | *(body, decide)* | body rules and the anomaly verdict plug in here                  |
+//! | `forward`        | route, header hygiene, pooled upstream call, WebSocket tunnel    |
+//! | `respond`        | response hygiene, request id                                     |
+//! | `log`            | always runs (on drop of the response body): access log, metrics |
+//!
+//! A phase returns `Result<_, Reject>`; a refusal is a value turned into a
+//! response in exactly one place (`respond::reject_response`).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::accesslog::{AccessLog, push_json_str, rfc3339};
+use crate::body::{BodyError, BodyLimits, ForwardBody, Prefix, read_prefix};
+use crate::config::{Config, RouteConfig};
+use crate::framing::ConnShared;
+use crate::metrics::Metrics;
+use crate::request_id;
+use crate::respond::{Reject, reject_response, wants_html};
+use crate::upstream::{self, ForwardInfo, Resolved, UpstreamClient};
+
+/// Everything derived from one configuration; swapped whole on reload so a
+/// request sees one consistent version from start to end.
+pub struct Snapshot {
+    pub cfg: Config,
+    pub client: UpstreamClient,
+    pub default_upstream: Resolved,
+    pub routes: Vec<(RouteConfig, Resolved)>,
+}
+
+impl Snapshot {
+    pub fn build(cfg: Config, echo: Option<SocketAddr>) -> Result<Snapshot, String> {
+        let default_upstream = Resolved::from_target(&cfg.upstream.target, echo)
+            .ok_or("the built-in echo upstream is not running")?;
+        let mut routes = Vec::new();
+        for r in &cfg.routes {
+            let t = Resolved::from_target(&r.target, echo)
+                .ok_or("the built-in echo upstream is not running")?;
+            routes.push((r.clone(), t));
+        }
+        let client = upstream::build_client(&cfg.upstream);
+        Ok(Snapshot {
+            cfg,
+            client,
+            default_upstream,
+            routes,
+        })
+    }
+}
+
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    pub echo_addr: Option<SocketAddr>,
+    pub started: Instant,
+}
+
+/// Per-connection facts the phases need.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub shared: Arc<ConnShared>,
+    /// HTTP/1 framing verdicts are queued for this connection.
+    pub tracked: bool,
+}
+
+impl Gateway {
+    pub fn new(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        access_log: AccessLog,
+        echo_addr: Option<SocketAddr>,
+    ) -> Gateway {
+        Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            access_log,
+            echo_addr,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Atomically replaces the running configuration; in-flight requests
+    /// finish on the snapshot they started with.
+    pub fn swap(&self, s: Snapshot) {
+        self.snapshot.store(Arc::new(s));
+    }
+
+    /// Entry point for every request on a client connection.
+    pub async fn handle(
+        self: Arc<Self>,
+        conn: Arc<ConnInfo>,
+        req: Request<Incoming>,
+    ) -> Result<Response<GatewayBody>, Infallible> {
+        // phase: early_request
+        let snap = self.snapshot.load_full();
+        conn.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        let request_id = match req.headers().get("x-request-id") {
+            Some(v) if request_id::is_valid(v.as_bytes()) => v.clone(),
+            _ => request_id::generate(),
+        };
+        let client_ip =
+            upstream::client_ip(conn.peer.ip(), req.headers(), &snap.cfg.trusted_proxies);
+        let html = wants_html(req.headers());
+        let mut rec = LogRecord {
+            start: Instant::now(),
+            ts: SystemTime::now(),
+            request_id: request_id.clone(),
+            client_ip,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            host: req.headers().get(header::HOST).cloned().or_else(|| {
+                req.uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            }),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            tls: conn.tls,
+            status: 0,
+            bytes: 0,
+            upstream: None,
+            reason: None,
+        };
+
+        let (status, body) = match self
+            .pipeline(&snap, &conn, req, &request_id, client_ip, &mut rec)
+            .await
+        {
+            Ok(resp) => {
+                let (parts, inner) = resp.into_parts();
+                (parts, inner)
+            }
+            Err(reject) => {
+                self.metrics
+                    .rejected
+                    .with_label_values(&[reject.reason()])
+                    .inc();
+                rec.reason = Some(reject.reason());
+                let (parts, b) = reject_response(&reject, &request_id, html).into_parts();
+                (parts, Inner::Full(Some(b)))
+            }
+        };
+        rec.status = status.status.as_u16();
+        let guard = LogGuard {
+            gw: self.clone(),
+            shared: conn.shared.clone(),
+            rec,
+        };
+        Ok(Response::from_parts(
+            status,
+            GatewayBody {
+                inner: body,
+                log: Some(Box::new(guard)),
+            },
+        ))
+    }
+
+    async fn pipeline(
+        &self,
+        snap: &Snapshot,
+        conn: &ConnInfo,
+        mut req: Request<Incoming>,
+        request_id: &HeaderValue,
+        client_ip: IpAddr,
+        rec: &mut LogRecord,
+    ) -> Result<Response<Inner>, Reject> {
+        check_protocol(snap, conn, &req)?;
+        // phase: headers — behaviour counters and header rules plug in here.
+
+        let websocket = is_websocket_upgrade(&req);
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+
+        // phase: read_body
+        let fwd_body = self.read_body(snap, body).await?;
+        // phase: body rules and decide plug in here.
+
+        // phase: forward
+        let mut resp = self
+            .forward(
+                snap, conn, parts, fwd_body, request_id, client_ip, websocket, rec,
+            )
+            .await?;
+
+        // phase: respond
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(Reject::BadGateway("unexpected_101"));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            conn.shared.set_passthrough();
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                    let mut c = TokioIo::new(c);
+                    let mut u = TokioIo::new(u);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                }
+            });
+            upstream::strip_hop_by_hop(resp.headers_mut(), true);
+        } else {
+            upstream::strip_hop_by_hop(resp.headers_mut(), false);
+        }
+        let (mut parts, body) = resp.into_parts();
+        if !parts.headers.contains_key("x-request-id") {
+            parts.headers.insert("x-request-id", request_id.clone());
+        }
+        Ok(Response::from_parts(parts, Inner::Upstream(body)))
+    }
+
+    async fn read_body(&self, snap: &Snapshot, body: Incoming) -> Result<ForwardBody, Reject> {
+        if body.is_end_stream() {
+            return Ok(ForwardBody::Empty);
+        }
+        let l = &snap.cfg.limits;
+        let limits = BodyLimits {
+            max_bytes: l.max_body_bytes,
+            read_timeout: l.body_read_timeout,
+            min_rate: l.min_body_rate,
+            min_rate_grace: l.min_body_rate_grace,
+        };
+        match read_prefix(body, limits, l.body_buffer_bytes).await {
+            Ok(Prefix::Complete(b)) if b.is_empty() => Ok(ForwardBody::Empty),
+            Ok(Prefix::Complete(b)) => Ok(ForwardBody::Full(Some(b))),
+            Ok(Prefix::Partial { chunks, rest }) => Ok(ForwardBody::Stream {
+                chunks,
+                rest: Box::new(rest),
+            }),
+            Err(e) => Err(body_reject(&e)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        snap: &Snapshot,
+        conn: &ConnInfo,
+        parts: Parts,
+        body: ForwardBody,
+        request_id: &HeaderValue,
+        client_ip: IpAddr,
+        websocket: bool,
+        rec: &mut LogRecord,
+    ) -> Result<Response<Incoming>, Reject> {
+        let Parts {
+            method,
+            uri,
+            version,
+            mut headers,
+            ..
+        } = parts;
+        let host_hdr = headers.get(header::HOST).cloned();
+        let host_str = host_hdr
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()));
+        let target = upstream::select(&snap.routes, &snap.default_upstream, host_str, uri.path());
+        let up_uri = target
+            .uri_for(uri.path_and_query())
+            .map_err(|_| Reject::BadRequest("invalid_target"))?;
+
+        upstream::strip_hop_by_hop(&mut headers, websocket);
+        // HTTP/2 carries the host in :authority; HTTP/1.0 may carry none.
+        let host_value = match host_hdr {
+            Some(h) => h,
+            None => match uri.authority() {
+                Some(a) => HeaderValue::from_str(a.as_str())
+                    .map_err(|_| Reject::BadRequest("invalid_host"))?,
+                None => HeaderValue::from_str(target.authority.as_str())
+                    .map_err(|_| Reject::BadGateway("invalid_upstream"))?,
+            },
+        };
+        headers.insert(header::HOST, host_value.clone());
+        let peer_trusted = upstream::is_trusted(conn.peer.ip(), &snap.cfg.trusted_proxies);
+        upstream::set_forwarding_headers(
+            &mut headers,
+            &ForwardInfo {
+                peer: conn.peer.ip(),
+                peer_trusted,
+                scheme: if conn.tls { "https" } else { "http" },
+                host: Some(&host_value),
+                request_id,
+            },
+        );
+        let _ = (client_ip, version);
+
+        let mut up = Request::new(body);
+        *up.method_mut() = method;
+        *up.uri_mut() = up_uri;
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = headers;
+
+        let t0 = Instant::now();
+        let res = tokio::time::timeout(snap.cfg.upstream.timeout, snap.client.request(up)).await;
+        let took = t0.elapsed();
+        rec.upstream = Some(took);
+        self.metrics.upstream_duration.observe(took.as_secs_f64());
+        match res {
+            Err(_) => {
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&["timeout"])
+                    .inc();
+                Err(Reject::UpstreamTimeout)
+            }
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                if let Some(be) = find_body_error(&e) {
+                    return Err(body_reject(be));
+                }
+                let kind = if e.is_connect() {
+                    "connect"
+                } else {
+                    "protocol"
+                };
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[kind])
+                    .inc();
+                tracing::warn!(error = %e, upstream = %target.display, "upstream request failed");
+                Err(if e.is_connect() {
+                    Reject::UpstreamUnavailable
+                } else {
+                    Reject::BadGateway("upstream_error")
+                })
+            }
+        }
+    }
+}
+
+fn body_reject(e: &BodyError) -> Reject {
+    match e {
+        BodyError::TooLarge => Reject::PayloadTooLarge,
+        BodyError::Timeout => Reject::RequestTimeout("body_read_timeout"),
+        BodyError::TooSlow => Reject::RequestTimeout("body_too_slow"),
+        BodyError::ForbiddenTrailer(_) => Reject::BadRequest("forbidden_trailer"),
+        BodyError::Framing(_) => Reject::BadRequest("invalid_body_framing"),
+    }
+}
+
+fn find_body_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<BodyError>() {
+            return Some(b);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Only WebSocket upgrades are tunnelled. Any other `Upgrade` (notably
+/// `h2c`, a known way to smuggle requests past proxies) is stripped as a
+/// hop-by-hop header and the request is forwarded as plain HTTP/1.1.
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.method() == Method::GET
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// phase: check_protocol — refuse what a lenient backend could read
+/// differently from us (SPEC §4).
+fn check_protocol(snap: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>) -> Result<(), Reject> {
+    let limits = &snap.cfg.limits;
+    let h1 = req.version() <= Version::HTTP_11;
+    if conn.tracked && h1 {
+        let v = conn
+            .shared
+            .next_verdict()
+            .ok_or(Reject::BadRequest("framing_desync"))?;
+        if let Some(p) = v.problem {
+            return Err(Reject::BadRequest(p.as_str()));
+        }
+        let same_target = !v.target.starts_with('/')
+            || req.uri().path_and_query().map(|p| p.as_str()) == Some(&*v.target);
+        if &*v.method != req.method().as_str() || !same_target {
+            return Err(Reject::BadRequest("framing_desync"));
+        }
+    }
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Err(Reject::UriTooLong);
+    }
+    if req.method() == Method::CONNECT {
+        return Err(Reject::MethodNotAllowed);
+    }
+    let headers = req.headers();
+    if headers.len() > limits.max_headers {
+        return Err(Reject::HeadersTooLarge("too_many_headers"));
+    }
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Reject::BadRequest("duplicate_host"));
+    }
+    match host {
+        None if req.version() == Version::HTTP_11 => {
+            return Err(Reject::BadRequest("missing_host"));
+        }
+        None => {}
+        Some(h) => {
+            let valid = h
+                .to_str()
+                .ok()
+                .filter(|s| !s.is_empty() && !s.contains('@'))
+                .and_then(|s| s.parse::<http::uri::Authority>().ok())
+                .is_some();
+            if !valid {
+                return Err(Reject::BadRequest("invalid_host"));
+            }
+        }
+    }
+    if let (Some(auth), Some(h)) = (req.uri().authority(), host) {
+        if !auth.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
+            return Err(Reject::BadRequest("host_mismatch"));
+        }
+    }
+    for name in headers.keys() {
+        if name.as_str().contains('_') {
+            return Err(Reject::BadRequest("underscore_in_header_name"));
+        }
+    }
+    if h1 {
+        let mut tes = headers.get_all(header::TRANSFER_ENCODING).iter();
+        if let Some(te) = tes.next() {
+            if !te.as_bytes().eq_ignore_ascii_case(b"chunked") || tes.next().is_some() {
+                return Err(Reject::BadRequest("transfer_encoding_not_chunked"));
+            }
+            if headers.contains_key(header::CONTENT_LENGTH) {
+                return Err(Reject::BadRequest("content_length_and_transfer_encoding"));
+            }
+        }
+    }
+    if let Some(n) = req.body().size_hint().exact() {
+        if n > limits.max_body_bytes {
+            return Err(Reject::PayloadTooLarge);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Response body and the log phase
+
+pub enum Inner {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// The body sent to the client. It counts bytes, and when it is dropped —
+/// after the last byte, or when the client goes away — the log phase runs.
+pub struct GatewayBody {
+    inner: Inner,
+    log: Option<Box<LogGuard>>,
+}
+
+impl GatewayBody {
+    /// A body with no logging attached (admin API, tests).
+    pub fn full(b: Bytes) -> GatewayBody {
+        GatewayBody {
+            inner: Inner::Full(Some(b)),
+            log: None,
+        }
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = match &mut this.inner {
+            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        };
+        if let (Poll::Ready(Some(Ok(f))), Some(log)) = (&r, &mut this.log) {
+            if let Some(d) = f.data_ref() {
+                log.rec.bytes += d.len() as u64;
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(b) => b.size_hint(),
+            Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+pub struct LogRecord {
+    start: Instant,
+    ts: SystemTime,
+    request_id: HeaderValue,
+    client_ip: IpAddr,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    host: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    tls: bool,
+    status: u16,
+    bytes: u64,
+    upstream: Option<Duration>,
+    reason: Option<&'static str>,
+}
+
+struct LogGuard {
+    gw: Arc<Gateway>,
+    shared: Arc<ConnShared>,
+    rec: LogRecord,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let took = self.rec.start.elapsed();
+        let m = &self.gw.metrics;
+        m.count_status(self.rec.status);
+        m.request_duration.observe(took.as_secs_f64());
+        if self.gw.access_log.enabled() {
+            self.gw.access_log.send(access_line(&self.rec, took));
+        }
+    }
+}
+
+/// One JSON access line. The query string is not logged (it may carry
+/// secrets); its length is.
+fn access_line(r: &LogRecord, took: Duration) -> String {
+    let mut s = String::with_capacity(384);
+    s.push_str("{\"ts\":\"");
+    s.push_str(&rfc3339(r.ts));
+    s.push_str("\",\"type\":\"access\",\"request_id\":");
+    push_json_str(&mut s, r.request_id.to_str().unwrap_or(""));
+    let _ = write!(s, ",\"client_ip\":\"{}\",\"method\":", r.client_ip);
+    push_json_str(&mut s, r.method.as_str());
+    s.push_str(",\"host\":");
+    push_json_str(
+        &mut s,
+        r.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+    );
+    s.push_str(",\"path\":");
+    push_json_str(&mut s, r.uri.path());
+    let _ = write!(
+        s,
+        ",\"query_len\":{},\"proto\":\"{:?}\",\"tls\":{},\"status\":{},\"bytes_sent\":{},\"duration_ms\":{:.3}",
+        r.uri.query().map_or(0, str::len),
+        r.version,
+        r.tls,
+        r.status,
+        r.bytes,
+        took.as_secs_f64() * 1000.0
+    );
+    if let Some(u) = r.upstream {
+        let _ = write!(s, ",\"upstream_ms\":{:.3}", u.as_secs_f64() * 1000.0);
+    }
+    if let Some(reason) = r.reason {
+        s.push_str(",\"reason\":");
+        push_json_str(&mut s, reason);
+    }
+    if let Some(ua) = r.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+        s.push_str(",\"user_agent\":");
+        push_json_str(&mut s, ua);
+    }
+    s.push_str("}\n");
+    s
+}

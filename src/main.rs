@@ -1,0 +1,159 @@
+//! The `portcullis` command line: run, check, demo-upstream.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Reverse-proxy security gateway (WAF)"
+)]
+struct Cli {
+    /// Diagnostic log format (stderr). Access lines are always JSON.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+    /// More diagnostics (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Fewer diagnostics (errors only).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the proxy listeners and the admin listener.
+    Run {
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "config/portcullis.yaml"
+        )]
+        config: PathBuf,
+    },
+    /// Validate the configuration; print FILE:LINE:COL errors; exit 0 or 1.
+    Check {
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "config/portcullis.yaml"
+        )]
+        config: PathBuf,
+    },
+    /// Serve the built-in echo upstream on its own (for trials and benchmarks).
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn init_tracing(cli: &Cli, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => level,
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter =
+        EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => b.json().flatten_event(true).init(),
+        LogFormat::Pretty => b.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.cmd {
+        Cmd::Check { config } => match portcullis::config::load(config) {
+            Ok(_) => {
+                println!("{}: configuration OK", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                eprintln!("{errs}");
+                eprintln!("{}: {} error(s)", config.display(), errs.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Run { config } => {
+            let cfg = match portcullis::config::load(config) {
+                Ok(c) => c,
+                Err(errs) => {
+                    eprintln!("{errs}");
+                    eprintln!(
+                        "{}: {} error(s); not starting",
+                        config.display(),
+                        errs.0.len()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_tracing(&cli, &cfg.logging.level);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(portcullis::server::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start");
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::DemoUpstream { listen } => {
+            init_tracing(&cli, "info");
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(async {
+                match portcullis::demo::start_echo(*listen).await {
+                    Ok(a) => {
+                        tracing::info!(addr = %a, "demo upstream listening");
+                        let _ = tokio::signal::ctrl_c().await;
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("cannot listen on {listen}: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Listeners, TLS handshakes, the accept loop with its connection cap, the
+//! per-connection idle timeout, reload, and graceful drain.
+//!
+//! Shutdown follows mini-redis: a `watch` channel tells every accept loop and
+//! connection to stop; each connection task holds a clone of an mpsc sender,
+//! so when the receiver sees the channel closed, every connection is gone.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::accesslog::{AccessLog, AccessLogOptions};
+use crate::config::{Config, ConfigErrors, Limits, ListenerConfig, UpstreamTarget};
+use crate::framing::{ConnShared, GuardedIo};
+use crate::gateway::{ConnInfo, Gateway, Snapshot};
+use crate::metrics::Metrics;
+use crate::tls::CertStore;
+use crate::{admin, demo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS for {addr}: {msg}")]
+    Tls { addr: SocketAddr, msg: String },
+    #[error("cannot open the log directory {dir}: {source}")]
+    Log { dir: String, source: std::io::Error },
+    #[error("built-in echo upstream: {0}")]
+    Echo(std::io::Error),
+    #[error("{0}")]
+    Snapshot(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Re-reads the config file and swaps it in; the old config keeps serving on
+/// any error.
+pub struct Reloader {
+    pub gw: Arc<Gateway>,
+    certs: Vec<(SocketAddr, Arc<CertStore>)>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let r = self.try_reload().await;
+        let label = if r.is_ok() { "success" } else { "failure" };
+        self.gw
+            .metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
+        match &r {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload rejected; the previous configuration keeps running")
+            }
+        }
+        r
+    }
+
+    async fn try_reload(&self) -> Result<(), ReloadError> {
+        let old = self.gw.snapshot();
+        let path = old.cfg.path.clone();
+        let cfg = tokio::task::spawn_blocking(move || crate::config::load(&path))
+            .await
+            .map_err(|e| ReloadError::Other(e.to_string()))??;
+        let old_addrs: Vec<_> = old.cfg.listeners.iter().map(|l| l.addr).collect();
+        let new_addrs: Vec<_> = cfg.listeners.iter().map(|l| l.addr).collect();
+        if old_addrs != new_addrs || old.cfg.admin.listen != cfg.admin.listen {
+            tracing::warn!("listener addresses changed; they take effect only after a restart");
+        }
+        // Load every certificate first, so a bad one changes nothing.
+        let mut staged = Vec::new();
+        for l in &cfg.listeners {
+            if let (Some(tls), Some((_, store))) =
+                (&l.tls, self.certs.iter().find(|(a, _)| *a == l.addr))
+            {
+                CertStore::load(tls).map_err(ReloadError::Other)?;
+                staged.push((store.clone(), tls.clone()));
+            }
+        }
+        let snap = Snapshot::build(cfg, self.gw.echo_addr).map_err(ReloadError::Other)?;
+        for (store, tls) in staged {
+            store.reload(&tls).map_err(ReloadError::Other)?;
+        }
+        self.gw.swap(snap);
+        Ok(())
+    }
+}
+
+/// A started gateway: its bound addresses and the means to stop it.
+pub struct Running {
+    pub proxy_addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub reloader: Arc<Reloader>,
+    shutdown: watch::Sender<bool>,
+    conns_done: mpsc::Receiver<()>,
+    conn_token: Option<mpsc::Sender<()>>,
+    drain_timeout: Duration,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to
+    /// `limits.drain_timeout`), then returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        self.conn_token.take();
+        match tokio::time::timeout(self.drain_timeout, self.conns_done.recv()).await {
+            Ok(_) => tracing::info!("all connections drained"),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.drain_timeout, "drain timeout reached; closing remaining connections")
+            }
+        }
+    }
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let needs_echo = cfg.upstream.target == UpstreamTarget::BuiltinEcho
+        || cfg
+            .routes
+            .iter()
+            .any(|r| r.target == UpstreamTarget::BuiltinEcho);
+    let echo_addr = if needs_echo {
+        let a = demo::start_echo("127.0.0.1:0".parse().expect("constant address parses"))
+            .await
+            .map_err(StartError::Echo)?;
+        tracing::info!(addr = %a, "built-in echo upstream started");
+        Some(a)
+    } else {
+        None
+    };
+    let access_log = if cfg.logging.access_log {
+        AccessLog::start(
+            AccessLogOptions {
+                dir: cfg.logging.dir.clone(),
+                to_stdout: true,
+                max_file_bytes: cfg.logging.max_file_bytes,
+                max_files: cfg.logging.max_files,
+            },
+            metrics.access_log_dropped.clone(),
+        )
+        .map_err(|e| StartError::Log {
+            dir: cfg.logging.dir.display().to_string(),
+            source: e,
+        })?
+    } else {
+        AccessLog::disabled(metrics.access_log_dropped.clone())
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (conn_token, conns_done) = mpsc::channel::<()>(1);
+    let sem = Arc::new(Semaphore::new(cfg.limits.max_connections));
+    let drain_timeout = cfg.limits.drain_timeout;
+    let listeners = cfg.listeners.clone();
+    let admin_listen = cfg.admin.listen;
+    let limits = cfg.limits.clone();
+    let snapshot = Snapshot::build(cfg, echo_addr).map_err(StartError::Snapshot)?;
+    let gw = Arc::new(Gateway::new(snapshot, metrics, access_log, echo_addr));
+
+    let mut proxy_addrs = Vec::new();
+    let mut certs = Vec::new();
+    let mut bound = Vec::new();
+    for l in &listeners {
+        let listener = TcpListener::bind(l.addr)
+            .await
+            .map_err(|e| StartError::Bind {
+                addr: l.addr,
+                source: e,
+            })?;
+        let local = listener.local_addr().map_err(|e| StartError::Bind {
+            addr: l.addr,
+            source: e,
+        })?;
+        let acceptor = match &l.tls {
+            Some(t) => {
+                let store = Arc::new(
+                    CertStore::load(t).map_err(|msg| StartError::Tls { addr: l.addr, msg })?,
+                );
+                certs.push((l.addr, store.clone()));
+                let sc = crate::tls::server_config(store, l.http2)
+                    .map_err(|msg| StartError::Tls { addr: l.addr, msg })?;
+                Some(TlsAcceptor::from(sc))
+            }
+            None => None,
+        };
+        proxy_addrs.push(local);
+        bound.push((listener, l.clone(), acceptor));
+    }
+    let admin_listener = TcpListener::bind(admin_listen)
+        .await
+        .map_err(|e| StartError::Bind {
+            addr: admin_listen,
+            source: e,
+        })?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| StartError::Bind {
+        addr: admin_listen,
+        source: e,
+    })?;
+
+    for (listener, lcfg, acceptor) in bound {
+        let ctx = AcceptCtx {
+            gw: gw.clone(),
+            builders: Arc::new(Builders::new(&limits, lcfg.http2)),
+            limits: limits.clone(),
+            acceptor,
+            sem: sem.clone(),
+            shutdown: shutdown_rx.clone(),
+            token: conn_token.clone(),
+        };
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = lcfg.tls.is_some(), "proxy listening");
+        tokio::spawn(accept_loop(listener, lcfg, ctx));
+    }
+    let reloader = Arc::new(Reloader {
+        gw: gw.clone(),
+        certs,
+        lock: tokio::sync::Mutex::new(()),
+    });
+    tracing::info!(addr = %admin_addr, "admin listening");
+    tokio::spawn(admin::serve(
+        admin_listener,
+        reloader.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    Ok(Running {
+        proxy_addrs,
+        admin_addr,
+        reloader,
+        shutdown: shutdown_tx,
+        conns_done,
+        conn_token: Some(conn_token),
+        drain_timeout,
+    })
+}
+
+/// Runs until SIGTERM/SIGINT; SIGHUP reloads the configuration.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let running = start(cfg).await?;
+    let mut hup = signal(SignalKind::hangup()).map_err(StartError::Echo)?;
+    let mut term = signal(SignalKind::terminate()).map_err(StartError::Echo)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Echo)?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = running.reloader.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// hyper connection builders for one listener, built once.
+struct Builders {
+    /// HTTP/1.1 and prior-knowledge h2c (clear text).
+    auto: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &Limits, http2: bool) -> Builders {
+        let make = || {
+            let mut b = auto::Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes)
+                .max_headers(limits.max_headers)
+                .keep_alive(true);
+            b.http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(limits.max_header_bytes as u32)
+                .max_concurrent_streams(128)
+                .max_pending_accept_reset_streams(64)
+                .max_local_error_reset_streams(64)
+                .keep_alive_interval(None);
+            b
+        };
+        let auto = if http2 { make() } else { make().http1_only() };
+        Builders {
+            auto,
+            http1: make().http1_only(),
+            http2: make().http2_only(),
+        }
+    }
+}
+
+struct AcceptCtx {
+    gw: Arc<Gateway>,
+    builders: Arc<Builders>,
+    limits: Limits,
+    acceptor: Option<TlsAcceptor>,
+    sem: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    token: mpsc::Sender<()>,
+}
+
+async fn accept_loop(listener: TcpListener, lcfg: ListenerConfig, mut ctx: AcceptCtx) {
+    let _ = lcfg;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = ctx.shutdown.changed() => break,
+        };
+        let (sock, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = ctx.sem.clone().try_acquire_owned() else {
+            ctx.gw.metrics.connections_refused.inc();
+            drop(sock);
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let gw = ctx.gw.clone();
+        let builders = ctx.builders.clone();
+        let limits = ctx.limits.clone();
+        let acceptor = ctx.acceptor.clone();
+        let shutdown = ctx.shutdown.clone();
+        let token = ctx.token.clone();
+        tokio::spawn(async move {
+            gw.metrics.open_connections.inc();
+            handle_conn(sock, peer, gw.clone(), builders, limits, acceptor, shutdown).await;
+            gw.metrics.open_connections.dec();
+            drop(permit);
+            drop(token);
+        });
+    }
+}
+
+async fn handle_conn(
+    sock: TcpStream,
+    peer: SocketAddr,
+    gw: Arc<Gateway>,
+    builders: Arc<Builders>,
+    limits: Limits,
+    acceptor: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
+    match acceptor {
+        None => {
+            serve(
+                sock,
+                peer,
+                false,
+                &builders.auto,
+                true,
+                gw,
+                &limits,
+                shutdown,
+            )
+            .await
+        }
+        Some(acc) => {
+            let tls = match tokio::time::timeout(limits.header_read_timeout, acc.accept(sock)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let builder = if h2 { &builders.http2 } else { &builders.http1 };
+            serve(tls, peer, true, builder, !h2, gw, &limits, shutdown).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve<I>(
+    io: I,
+    peer: SocketAddr,
+    is_tls: bool,
+    builder: &auto::Builder<TokioExecutor>,
+    track_http1: bool,
+    gw: Arc<Gateway>,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = ConnShared::new();
+    let io = GuardedIo::new(io, shared.clone(), limits.max_header_bytes, track_http1);
+    let info = Arc::new(ConnInfo {
+        peer,
+        tls: is_tls,
+        shared: shared.clone(),
+        tracked: track_http1,
+    });
+    let svc = service_fn(move |req| gw.clone().handle(info.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let keepalive = limits.keepalive_timeout;
+    let mut closing = false;
+    if *shutdown.borrow() {
+        conn.as_mut().graceful_shutdown();
+        closing = true;
+    }
+    loop {
+        let idle = shared.idle_for();
+        let wait = if closing {
+            Duration::from_secs(3600)
+        } else {
+            keepalive
+                .saturating_sub(idle)
+                .max(Duration::from_millis(50))
+        };
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.changed(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tokio::time::sleep(wait), if !closing => {
+                if shared.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 && shared.idle_for() >= keepalive {
+                    tracing::debug!(%peer, "idle keep-alive timeout");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
