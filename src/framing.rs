@@ -535,3 +535,24 @@ mod tests {
         assert!(v.is_empty());
     }
 }
+
+/// Fuzzing and corpus-replay entry point: feeds `data` whole and split at a
+/// data-derived point, and panics if the two verdict sequences differ.
+pub fn check_split_consistency(data: &[u8]) {
+    let run = |parts: &[&[u8]]| {
+        let shared = ConnShared::new();
+        let mut t = Tracker::new(shared.clone(), 16 * 1024);
+        for p in parts {
+            t.feed(p);
+        }
+        let mut v = Vec::new();
+        while let Some(x) = shared.next_verdict() {
+            v.push(x);
+        }
+        v
+    };
+    let whole = run(&[data]);
+    let cut = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
+    let split = run(&[&data[..cut], &data[cut..]]);
+    assert_eq!(whole, split, "split feeding disagrees with whole feeding");
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, integration tests against the real
+# binary and a real upstream on loopback, the fuzz-corpus replay, and the
+# default config check. This is what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release
+target/release/portcullis check -c config/portcullis.yaml
+cargo test --all-targets -- --test-threads="${TEST_THREADS:-4}"
