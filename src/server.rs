@@ -123,6 +123,9 @@ impl Running {
     /// `limits.drain_timeout`), then returns.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        // Logged only once the listeners have been told to stop, so the line
+        // is true when it is read (tests and operators rely on it).
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
         self.conn_token.take();
         match tokio::time::timeout(self.drain_timeout, self.conns_done.recv()).await {
             Ok(_) => tracing::info!("all connections drained"),
@@ -271,7 +274,6 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             _ = int.recv() => break,
         }
     }
-    tracing::info!("shutting down: no new connections, draining in-flight requests");
     running.shutdown().await;
     Ok(())
 }
