@@ -512,3 +512,220 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+// ---------------------------------------------------------------------------
+// Added helpers (transport / lifecycle / admin tests)
+
+impl Gateway {
+    /// Like [`Gateway::start_full`], but in a directory the caller prepared
+    /// (certificates, token files) before the gateway starts.
+    pub fn start_in(dir: TempDir, config: &str) -> Gateway {
+        let mut cfg = config.to_string();
+        if !cfg.contains("\nadmin:") && !cfg.starts_with("admin:") {
+            cfg.push_str("\nadmin:\n  listen: \"127.0.0.1:0\"\n");
+        }
+        if !cfg.contains("\nlogging:") {
+            cfg.push_str(&format!(
+                "\nlogging:\n  dir: \"{}\"\n",
+                dir.path().join("logs").display()
+            ));
+        }
+        let config_path = dir.path().join("portcullis.yaml");
+        std::fs::write(&config_path, cfg).expect("write config");
+        Self::spawn(dir, config_path)
+    }
+
+    /// Waits (bounded by `limit`) for the process to exit; `None` if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // polling for exit, not synchronising state
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw keep-alive connections (added for the protocol-hygiene tests)
+
+/// How a bounded read on a raw connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The peer closed the connection (read returned 0).
+    Eof,
+    /// The peer reset the connection.
+    Reset,
+    /// Nothing arrived before the read timeout.
+    TimedOut,
+    /// Bytes arrived.
+    Data(Vec<u8>),
+}
+
+/// A raw client connection that reads responses one at a time, so that
+/// keep-alive and pipelining can be observed. Every read is bounded by the
+/// socket read timeout (`RAW_READ_TIMEOUT` unless changed).
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// Default read timeout of a [`RawConn`] (a failure bound, not a delay).
+pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RawConn {
+    pub fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(RAW_READ_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn set_read_timeout(&self, d: Duration) {
+        self.stream.set_read_timeout(Some(d)).unwrap();
+    }
+
+    /// Writes `raw`; returns false when the peer already refused it.
+    pub fn send(&mut self, raw: &[u8]) -> bool {
+        self.stream.write_all(raw).is_ok() && self.stream.flush().is_ok()
+    }
+
+    fn fill(&mut self) -> ReadEnd {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => ReadEnd::Eof,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                ReadEnd::Data(chunk[..n].to_vec())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                ReadEnd::TimedOut
+            }
+            Err(_) => ReadEnd::Reset,
+        }
+    }
+
+    /// Reads exactly one complete response (head and body, framed by
+    /// Content-Length or chunked; `head_request` for a response to HEAD) and
+    /// returns its raw bytes. Panics if the connection ends or times out first.
+    pub fn read_response(&mut self, head_request: bool) -> Vec<u8> {
+        loop {
+            if let Some(n) = complete_response_len(&self.buf, head_request) {
+                return self.buf.drain(..n).collect();
+            }
+            match self.fill() {
+                ReadEnd::Data(_) => {}
+                other => panic!(
+                    "connection ended ({other:?}) before a complete response; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+            }
+        }
+    }
+
+    /// Reads until the connection ends or the read times out and returns how
+    /// it ended, together with every byte received.
+    pub fn read_until_closed(&mut self) -> (ReadEnd, Vec<u8>) {
+        loop {
+            match self.fill() {
+                ReadEnd::Data(_) => {}
+                end => return (end, std::mem::take(&mut self.buf)),
+            }
+        }
+    }
+}
+
+/// Length of the first complete response in `buf`, if it is all there.
+pub fn complete_response_len(buf: &[u8], head_request: bool) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut headers);
+    let head = match r.parse(buf).expect("parseable response") {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return None,
+    };
+    let code = r.code.unwrap_or(0);
+    if head_request || (100..200).contains(&code) || code == 204 || code == 304 {
+        return Some(head);
+    }
+    let get = |name: &str| {
+        r.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+    };
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut pos = head;
+        loop {
+            let line_end = buf[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
+            let size_str = std::str::from_utf8(&buf[pos..line_end]).ok()?;
+            let size_str = size_str.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_str, 16).expect("chunk size");
+            pos = line_end + 2;
+            if size == 0 {
+                // Trailers (if any) end with an empty line.
+                loop {
+                    let e = buf[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
+                    let empty = e == pos;
+                    pos = e + 2;
+                    if empty {
+                        return Some(pos);
+                    }
+                }
+            }
+            if buf.len() < pos + size + 2 {
+                return None;
+            }
+            pos += size + 2;
+        }
+    }
+    match get("content-length") {
+        Some(n) => {
+            let n: usize = n.trim().parse().expect("content-length");
+            (buf.len() >= head + n).then_some(head + n)
+        }
+        // Close-delimited: complete only when the caller sees EOF.
+        None => None,
+    }
+}
+
+/// Decodes a chunked body (as produced by the gateway) into its data.
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let e = b.windows(2).position(|w| w == b"\r\n").expect("chunk line");
+        let s = std::str::from_utf8(&b[..e]).unwrap();
+        let n = usize::from_str_radix(s.split(';').next().unwrap().trim(), 16).unwrap();
+        b = &b[e + 2..];
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[..n]);
+        b = &b[n + 2..];
+    }
+}
+
+/// A header value from a `parse_response` header list.
+pub fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The JSON body of a gateway refusal, parsed.
+pub fn reject_json(raw: &[u8]) -> serde_json::Value {
+    let (_, _, body) = parse_response(raw);
+    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
+}
