@@ -421,6 +421,13 @@ fn check_protocol(snap: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>) -> 
     if req.method() == Method::CONNECT {
         return Err(Reject::MethodNotAllowed);
     }
+    // Authority-form is for CONNECT only (refused above), asterisk-form for
+    // OPTIONS only (RFC 9112 §3.2.3-4); forwarding either would silently
+    // turn the target into `/`.
+    let authority_form = req.uri().scheme().is_none() && req.uri().authority().is_some();
+    if authority_form || (req.uri().path() == "*" && req.method() != Method::OPTIONS) {
+        return Err(Reject::BadRequest("invalid_target"));
+    }
     let headers = req.headers();
     if headers.len() > limits.max_headers {
         return Err(Reject::HeadersTooLarge("too_many_headers"));
