@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -78,12 +78,20 @@ pub struct BodyLimits {
 }
 
 /// An incoming body with our limits applied on every frame.
+///
+/// The deadlines count only time spent *waiting on the client*: while the
+/// gateway is not polling (the upstream applies back-pressure), the clock
+/// stops, so a slow upstream never turns into a 408 for a fast client.
 pub struct GuardedIncoming {
     inner: Incoming,
     limits: BodyLimits,
     received: u64,
-    started: Instant,
-    idle: Pin<Box<Sleep>>,
+    /// Time spent waiting for client data, over completed waits.
+    waited: Duration,
+    /// Start of the current wait, if the last poll returned `Pending`.
+    waiting_since: Option<tokio::time::Instant>,
+    /// Created on the first wait: bodies already buffered never arm a timer.
+    idle: Option<Pin<Box<Sleep>>>,
     done: bool,
 }
 
@@ -93,14 +101,22 @@ impl GuardedIncoming {
             inner,
             limits,
             received: 0,
-            started: Instant::now(),
-            idle: Box::pin(tokio::time::sleep(limits.read_timeout)),
+            waited: Duration::ZERO,
+            waiting_since: None,
+            idle: None,
             done: false,
         }
     }
 
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// Ends the current wait (a frame or the end of the body arrived).
+    fn stop_waiting(&mut self) {
+        if let Some(t) = self.waiting_since.take() {
+            self.waited += t.elapsed();
+        }
     }
 
     fn poll_guarded(
@@ -112,23 +128,20 @@ impl GuardedIncoming {
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                self.stop_waiting();
                 if let Some(data) = frame.data_ref() {
                     self.received += data.len() as u64;
                     if self.received > self.limits.max_bytes {
                         self.done = true;
                         return Poll::Ready(Some(Err(BodyError::TooLarge)));
                     }
-                    let elapsed = self.started.elapsed();
-                    if self.limits.min_rate > 0 && elapsed > self.limits.min_rate_grace {
-                        let expected = self.limits.min_rate as f64
-                            * (elapsed - self.limits.min_rate_grace).as_secs_f64();
-                        if (self.received as f64) < expected {
+                    if self.limits.min_rate > 0 && self.waited > self.limits.min_rate_grace {
+                        let counted = (self.waited - self.limits.min_rate_grace).as_secs_f64();
+                        if (self.received as f64) < self.limits.min_rate as f64 * counted {
                             self.done = true;
                             return Poll::Ready(Some(Err(BodyError::TooSlow)));
                         }
                     }
-                    let next = tokio::time::Instant::now() + self.limits.read_timeout;
-                    self.idle.as_mut().reset(next);
                 } else if let Some(t) = frame.trailers_ref() {
                     if let Err(e) = check_trailers(t) {
                         self.done = true;
@@ -142,13 +155,26 @@ impl GuardedIncoming {
                 Poll::Ready(Some(Err(BodyError::Framing(e))))
             }
             Poll::Ready(None) => {
+                self.stop_waiting();
                 self.done = true;
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if self.idle.as_mut().poll(cx).is_ready() {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                if self.waiting_since.is_none() {
+                    // A new wait begins: the allowed gap is measured from here.
+                    let now = tokio::time::Instant::now();
+                    self.waiting_since = Some(now);
+                    let deadline = now + self.limits.read_timeout;
+                    match &mut self.idle {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => self.idle = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                if let Some(sleep) = &mut self.idle {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(BodyError::Timeout)));
+                    }
                 }
                 Poll::Pending
             }
@@ -194,10 +220,6 @@ pub async fn read_prefix(
             have += data.len();
             chunks.push_back(data);
             if have >= limit {
-                // Reset the idle clock for the streaming part.
-                g.idle
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + limits.read_timeout);
                 return Ok(Prefix::Partial { chunks, rest: g });
             }
         }

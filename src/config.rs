@@ -44,6 +44,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_LOG_DIR: &str = "logs/security";
 pub const DEFAULT_LOG_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_LOG_MAX_FILES: usize = 10;
+/// The HTTP/1 framing guard parses at most this many header lines.
+pub const MAX_HEADERS_LIMIT: usize = crate::framing::MAX_HEADERS;
 /// hyper refuses read buffers below 8 KiB; the header limit cannot go lower.
 pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
@@ -929,8 +931,12 @@ fn limits(errs: &mut Errs<'_>, l: FileLimits) -> Limits {
         ),
     };
     if let Some(s) = &l.max_headers {
-        if s.value == 0 {
-            errs.at(s, "limits.max_headers", "must be at least 1");
+        if s.value == 0 || s.value > MAX_HEADERS_LIMIT {
+            errs.at(
+                s,
+                "limits.max_headers",
+                format!("must be between 1 and {MAX_HEADERS_LIMIT}"),
+            );
         }
     }
     if let Some(s) = &l.max_connections {

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Most header lines a head may have before the guard stops tracking (hyper
 /// answers 431 well before this with the configured limits).
-const MAX_HEADERS: usize = 256;
+pub const MAX_HEADERS: usize = 256;
 /// hyper's limit on chunk-extension bytes per chunk line.
 const CHUNK_EXT_LIMIT: u64 = 16 * 1024;
 

@@ -407,6 +407,11 @@ fn check_protocol(snap: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>) -> 
         if let Some(p) = v.problem {
             return Err(Reject::BadRequest(p.as_str()));
         }
+        // A fragment is never part of a request target (RFC 9112 §3.2), and
+        // `http::Uri` would drop it silently.
+        if v.target.contains('#') {
+            return Err(Reject::BadRequest("invalid_target"));
+        }
         let same_target = !v.target.starts_with('/')
             || req.uri().path_and_query().map(|p| p.as_str()) == Some(&*v.target);
         if &*v.method != req.method().as_str() || !same_target {

@@ -117,6 +117,12 @@ pub fn reject_response(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-request-id", request_id.clone());
+    if *reject == Reject::MethodNotAllowed {
+        h.insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+    }
     if reject.closes_connection() {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }

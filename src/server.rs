@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -38,6 +39,8 @@ pub enum StartError {
     Log { dir: String, source: std::io::Error },
     #[error("built-in echo upstream: {0}")]
     Echo(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
     #[error("{0}")]
     Snapshot(String),
 }
@@ -55,6 +58,9 @@ pub enum ReloadError {
 pub struct Reloader {
     pub gw: Arc<Gateway>,
     certs: Vec<(SocketAddr, Arc<CertStore>)>,
+    listeners: Vec<ListenerRuntime>,
+    /// The connection cap; resized when `limits.max_connections` changes.
+    sem: Arc<Semaphore>,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -85,8 +91,19 @@ impl Reloader {
             .map_err(|e| ReloadError::Other(e.to_string()))??;
         let old_addrs: Vec<_> = old.cfg.listeners.iter().map(|l| l.addr).collect();
         let new_addrs: Vec<_> = cfg.listeners.iter().map(|l| l.addr).collect();
-        if old_addrs != new_addrs || old.cfg.admin.listen != cfg.admin.listen {
-            tracing::warn!("listener addresses changed; they take effect only after a restart");
+        let shape = |c: &Config| -> Vec<(SocketAddr, bool, bool)> {
+            c.listeners
+                .iter()
+                .map(|l| (l.addr, l.tls.is_some(), l.http2))
+                .collect()
+        };
+        if old_addrs != new_addrs
+            || shape(&old.cfg) != shape(&cfg)
+            || old.cfg.admin.listen != cfg.admin.listen
+        {
+            tracing::warn!(
+                "listener changes (addresses, TLS on/off, http2, admin address) take effect only after a restart"
+            );
         }
         // Load every certificate first, so a bad one changes nothing.
         let mut staged = Vec::new();
@@ -102,7 +119,36 @@ impl Reloader {
         for (store, tls) in staged {
             store.reload(&tls).map_err(ReloadError::Other)?;
         }
+        let (old_cap, new_cap) = (
+            old.cfg.limits.max_connections,
+            snap.cfg.limits.max_connections,
+        );
+        for l in &self.listeners {
+            l.builders
+                .store(Arc::new(Builders::new(&snap.cfg.limits, l.http2)));
+        }
         self.gw.swap(snap);
+        if new_cap > old_cap {
+            self.sem.add_permits(new_cap - old_cap);
+        } else if new_cap < old_cap {
+            // Permits held by open connections are forgotten as they return.
+            let forgotten = self.sem.forget_permits(old_cap - new_cap);
+            if forgotten < old_cap - new_cap {
+                let sem = self.sem.clone();
+                let mut left = old_cap - new_cap - forgotten;
+                tokio::spawn(async move {
+                    while left > 0 {
+                        match sem.acquire().await {
+                            Ok(p) => {
+                                p.forget();
+                                left -= 1;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -221,11 +267,16 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         source: e,
     })?;
 
+    let mut runtimes = Vec::new();
     for (listener, lcfg, acceptor) in bound {
+        let builders = Arc::new(ArcSwap::from_pointee(Builders::new(&limits, lcfg.http2)));
+        runtimes.push(ListenerRuntime {
+            http2: lcfg.http2,
+            builders: builders.clone(),
+        });
         let ctx = AcceptCtx {
             gw: gw.clone(),
-            builders: Arc::new(Builders::new(&limits, lcfg.http2)),
-            limits: limits.clone(),
+            builders: builders.clone(),
             acceptor,
             sem: sem.clone(),
             shutdown: shutdown_rx.clone(),
@@ -237,6 +288,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let reloader = Arc::new(Reloader {
         gw: gw.clone(),
         certs,
+        listeners: runtimes,
+        sem: sem.clone(),
         lock: tokio::sync::Mutex::new(()),
     });
     tracing::info!(addr = %admin_addr, "admin listening");
@@ -260,10 +313,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
 /// Runs until SIGTERM/SIGINT; SIGHUP reloads the configuration.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a SIGHUP that arrives as soon as the listeners are up
+    // (e.g. `systemctl reload` right after start) must reload, not kill.
+    let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
     let running = start(cfg).await?;
-    let mut hup = signal(SignalKind::hangup()).map_err(StartError::Echo)?;
-    let mut term = signal(SignalKind::terminate()).map_err(StartError::Echo)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Echo)?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -278,7 +333,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// hyper connection builders for one listener, built once.
+/// What of a listener a reload can change: its hyper connection settings.
+struct ListenerRuntime {
+    http2: bool,
+    builders: Arc<ArcSwap<Builders>>,
+}
+
+/// hyper connection builders for one listener, rebuilt on reload.
 struct Builders {
     /// HTTP/1.1 and prior-knowledge h2c (clear text).
     auto: auto::Builder<TokioExecutor>,
@@ -316,8 +377,7 @@ impl Builders {
 
 struct AcceptCtx {
     gw: Arc<Gateway>,
-    builders: Arc<Builders>,
-    limits: Limits,
+    builders: Arc<ArcSwap<Builders>>,
     acceptor: Option<TlsAcceptor>,
     sem: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
@@ -347,8 +407,9 @@ async fn accept_loop(listener: TcpListener, lcfg: ListenerConfig, mut ctx: Accep
         };
         let _ = sock.set_nodelay(true);
         let gw = ctx.gw.clone();
-        let builders = ctx.builders.clone();
-        let limits = ctx.limits.clone();
+        // Connection settings come from the configuration current at accept.
+        let builders = ctx.builders.load_full();
+        let limits = ctx.gw.snapshot().cfg.limits.clone();
         let acceptor = ctx.acceptor.clone();
         let shutdown = ctx.shutdown.clone();
         let token = ctx.token.clone();
@@ -418,6 +479,7 @@ async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let metrics = gw.metrics.clone();
     let shared = ConnShared::new();
     let io = GuardedIo::new(io, shared.clone(), limits.max_header_bytes, track_http1);
     let info = Arc::new(ConnInfo {
@@ -447,6 +509,11 @@ async fn serve<I>(
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
+                    // hyper answers malformed heads itself (400/431) or closes on
+                    // a header timeout; count those refusals like ours.
+                    if let Some(reason) = e.downcast_ref::<hyper::Error>().and_then(hyper_refusal) {
+                        metrics.rejected.with_label_values(&[reason]).inc();
+                    }
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 break;
@@ -463,5 +530,18 @@ async fn serve<I>(
                 }
             }
         }
+    }
+}
+
+/// The refusal reason for a connection-level hyper error, if it is one.
+fn hyper_refusal(e: &hyper::Error) -> Option<&'static str> {
+    if e.is_parse_too_large() {
+        Some("header_too_large")
+    } else if e.is_parse() {
+        Some("malformed_request")
+    } else if e.is_timeout() {
+        Some("header_read_timeout")
+    } else {
+        None
     }
 }

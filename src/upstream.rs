@@ -65,7 +65,14 @@ impl Resolved {
 
     /// The absolute URI for the client: upstream authority + base path + target.
     pub fn uri_for(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        // Asterisk- and authority-form targets have no origin-form path.
+        // `OPTIONS *` stays asterisk-form (the only method allowed to use it).
+        if let Some(p) = pq.filter(|p| p.as_str() == "*") {
+            return Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(self.authority.clone())
+                .path_and_query(p.clone())
+                .build();
+        }
         let pq = pq.filter(|p| p.as_str().starts_with('/'));
         let full = match (self.base_path.is_empty(), pq) {
             (true, Some(p)) => p.clone(),

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -35,7 +37,10 @@ fn config_corpus_yields_config_or_located_errors() {
             Ok(_) => {}
             Err(errs) => {
                 assert!(!errs.0.is_empty(), "{name}");
-                assert!(errs.0.iter().all(|e| e.line > 0), "{name}: unlocated error {errs}");
+                assert!(
+                    errs.0.iter().all(|e| e.line > 0),
+                    "{name}: unlocated error {errs}"
+                );
             }
         }
     }

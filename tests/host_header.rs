@@ -173,12 +173,12 @@ fn options_asterisk_is_forwarded() {
     let seen = up.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, "OPTIONS");
+    assert_eq!(seen[0].uri, "*", "asterisk-form must stay asterisk-form");
 }
 
 #[test]
 fn fragment_in_target_is_refused() {
-    // A fragment is not part of a request target; http::Uri would drop it
-    // and the framing guard's cross-check of the target refuses the request.
+    // A fragment is not part of a request target; http::Uri would drop it.
     let up = Upstream::start();
     let gw = Gateway::with_upstream(up.addr, "");
     let resp = raw_exchange(
@@ -191,6 +191,7 @@ fn fragment_in_target_is_refused() {
         "{:?}",
         String::from_utf8_lossy(&resp)
     );
+    assert_eq!(reject_json(&resp)["reason"], "invalid_target");
     assert!(
         up.saw_nothing(),
         "upstream saw something: {:?}",

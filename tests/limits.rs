@@ -161,5 +161,11 @@ fn connect_gets_405() {
     let resp = c.read_response(false);
     assert_status(&resp, 405);
     assert_eq!(reject_json(&resp)["reason"], "method_not_allowed");
+    let (_, headers, _) = parse_response(&resp);
+    let allow = header_of(&headers, "allow").expect("405 carries Allow");
+    assert!(
+        allow.contains("GET") && !allow.contains("CONNECT"),
+        "{allow}"
+    );
     assert_nothing_forwarded(&up);
 }
