@@ -1,24 +1,48 @@
 //! Access log: one JSON line per request, to stdout and to a size-rotated
-//! file in `logging.dir`. Lines are handed to one writer thread through a
-//! bounded queue so the request path never waits on a disk or a slow pipe;
-//! when the queue is full the line is dropped and counted.
+//! file in `logging.dir`.
+//!
+//! Lines are appended to a shared buffer that one writer thread swaps out
+//! every 100 ms, or earlier once 256 KiB are pending. Why not a channel: a
+//! send per line wakes the writer per line, and on a pinned core that costs
+//! two context switches per request (measured with `benches/proxy.sh`: about
+//! 15 µs of a 45 µs request). The request path never waits on a disk or a
+//! slow pipe; past 8 MiB pending, lines are dropped and counted.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
 
-/// Lines buffered between the request path and the writer thread.
-const QUEUE_LINES: usize = 16 * 1024;
+/// Pending bytes past which lines are dropped (the writer is stuck).
+const MAX_PENDING_BYTES: usize = 8 << 20;
+/// Pending bytes that wake the writer before its next tick.
+const HIGH_WATER_BYTES: usize = 256 << 10;
+/// The writer's tick: the most a line waits before it is written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 pub const ACCESS_LOG_FILE: &str = "access.log";
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    woken: bool,
+    closed: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
 
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Option<SyncSender<String>>,
+    shared: Option<Arc<Shared>>,
     dropped: IntCounter,
 }
 
@@ -29,10 +53,15 @@ pub struct AccessLogOptions {
     pub max_files: usize,
 }
 
+thread_local! {
+    /// Per-thread scratch for formatting a line without allocating.
+    static SCRATCH: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
 impl AccessLog {
     /// A log that writes nothing (access logging disabled).
     pub fn disabled(dropped: IntCounter) -> AccessLog {
-        AccessLog { tx: None, dropped }
+        AccessLog { shared: None, dropped }
     }
 
     /// Opens `dir/access.log` (creating `dir`) and starts the writer thread.
@@ -40,71 +69,92 @@ impl AccessLog {
         std::fs::create_dir_all(&opts.dir)?;
         let path = opts.dir.join(ACCESS_LOG_FILE);
         let file = RotatingFile::open(path, opts.max_file_bytes, opts.max_files)?;
-        let (tx, rx) = mpsc::sync_channel::<String>(QUEUE_LINES);
-        std::thread::Builder::new()
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            writer: Mutex::new(None),
+        });
+        let s2 = shared.clone();
+        let handle = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || {
-                writer_loop(rx, file, opts.to_stdout);
-            })?;
-        Ok(AccessLog {
-            tx: Some(tx),
-            dropped,
-        })
+            .spawn(move || writer_loop(&s2, file, opts.to_stdout))?;
+        if let Ok(mut w) = shared.writer.lock() {
+            *w = Some(handle);
+        }
+        Ok(AccessLog { shared: Some(shared), dropped })
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.shared.is_some()
     }
 
-    pub fn send(&self, line: String) {
-        if let Some(tx) = &self.tx {
-            match tx.try_send(line) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.dropped.inc()
-                }
+    /// Formats one line with `f` into a reused buffer and queues it.
+    pub fn log_with(&self, f: impl FnOnce(&mut String)) {
+        let Some(shared) = &self.shared else { return };
+        SCRATCH.with(|cell| {
+            let Ok(mut line) = cell.try_borrow_mut() else { return };
+            line.clear();
+            f(&mut line);
+            let Ok(mut p) = shared.pending.lock() else {
+                self.dropped.inc();
+                return;
+            };
+            if p.closed || p.bytes.len() + line.len() > MAX_PENDING_BYTES {
+                drop(p);
+                self.dropped.inc();
+                return;
             }
+            p.bytes.extend_from_slice(line.as_bytes());
+            if p.bytes.len() >= HIGH_WATER_BYTES && !p.woken {
+                p.woken = true;
+                shared.wake.notify_one();
+            }
+        });
+    }
+
+    /// Writes what is pending and stops the writer (at shutdown).
+    pub fn close(&self) {
+        let Some(shared) = &self.shared else { return };
+        if let Ok(mut p) = shared.pending.lock() {
+            p.closed = true;
+            shared.wake.notify_one();
+        }
+        let handle = shared.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
         }
     }
 }
 
-fn writer_loop(rx: mpsc::Receiver<String>, mut file: RotatingFile, to_stdout: bool) {
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut dirty = false;
+fn writer_loop(shared: &Shared, mut file: RotatingFile, to_stdout: bool) {
+    let mut batch: Vec<u8> = Vec::with_capacity(HIGH_WATER_BYTES * 2);
     loop {
-        let line = if dirty {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) => l,
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = out.flush();
-                    file.flush();
-                    dirty = false;
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
+        let closed = {
+            let Ok(mut p) = shared.pending.lock() else { return };
+            if !p.woken && !p.closed {
+                p = match shared.wake.wait_timeout(p, FLUSH_INTERVAL) {
+                    Ok((p, _)) => p,
+                    Err(_) => return,
+                };
             }
-        } else {
-            match rx.recv() {
-                Ok(l) => l,
-                Err(_) => break,
-            }
+            p.woken = false;
+            std::mem::swap(&mut p.bytes, &mut batch);
+            p.closed
         };
-        if to_stdout {
-            let _ = out.write_all(line.as_bytes());
-        }
-        file.write_line(line.as_bytes());
-        dirty = true;
-        // Drain what is queued before flushing, so bursts cost one write.
-        while let Ok(l) = rx.try_recv() {
+        if !batch.is_empty() {
             if to_stdout {
-                let _ = out.write_all(l.as_bytes());
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(&batch);
+                let _ = out.flush();
             }
-            file.write_line(l.as_bytes());
+            file.write_batch(&batch);
+            file.flush();
+            batch.clear();
+        }
+        if closed {
+            return;
         }
     }
-    let _ = out.flush();
-    file.flush();
 }
 
 /// A file that rotates to `name.1 … name.N` past a size.
@@ -129,7 +179,8 @@ impl RotatingFile {
         })
     }
 
-    fn write_line(&mut self, line: &[u8]) {
+    /// Writes whole lines; rotation happens between batches.
+    fn write_batch(&mut self, line: &[u8]) {
         if self.size + line.len() as u64 > self.max_bytes && self.size > 0 {
             self.rotate();
         }
@@ -191,17 +242,25 @@ pub fn push_json_str(out: &mut String, s: &str) {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T10:00:00.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut s = String::with_capacity(24);
+    push_rfc3339(&mut s, t);
+    s
+}
+
+/// Appends `t` as RFC 3339 UTC with milliseconds.
+pub fn push_rfc3339(out: &mut String, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (y, m, day) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
-    format!(
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         s / 3600,
         (s / 60) % 60,
         s % 60,
         d.subsec_millis()
-    )
+    );
 }
 
 /// Days since 1970-01-01 → (year, month, day). Howard Hinnant's algorithm.
@@ -249,7 +308,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut f = RotatingFile::open(dir.join("a.log"), 100, 2).unwrap();
         for _ in 0..50 {
-            f.write_line(&[b'x'; 30]);
+            f.write_batch(&[b'x'; 30]);
         }
         f.flush();
         assert!(dir.join("a.log.1").exists());

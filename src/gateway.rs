@@ -32,7 +32,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::accesslog::{AccessLog, push_json_str, rfc3339};
+use crate::accesslog::{AccessLog, push_json_str, push_rfc3339};
 use crate::body::{BodyError, BodyLimits, ForwardBody, Prefix, read_prefix};
 use crate::config::{Config, RouteConfig};
 use crate::framing::ConnShared;
@@ -579,29 +579,27 @@ impl Drop for LogGuard {
         let m = &self.gw.metrics;
         m.count_status(self.rec.status);
         m.request_duration.observe(took.as_secs_f64());
-        if self.gw.access_log.enabled() {
-            self.gw.access_log.send(access_line(&self.rec, took));
-        }
+        let rec = &self.rec;
+        self.gw.access_log.log_with(|s| access_line(s, rec, took));
     }
 }
 
 /// One JSON access line. The query string is not logged (it may carry
 /// secrets); its length is.
-fn access_line(r: &LogRecord, took: Duration) -> String {
-    let mut s = String::with_capacity(384);
+fn access_line(s: &mut String, r: &LogRecord, took: Duration) {
     s.push_str("{\"ts\":\"");
-    s.push_str(&rfc3339(r.ts));
+    push_rfc3339(s, r.ts);
     s.push_str("\",\"type\":\"access\",\"request_id\":");
-    push_json_str(&mut s, r.request_id.to_str().unwrap_or(""));
+    push_json_str(s, r.request_id.to_str().unwrap_or(""));
     let _ = write!(s, ",\"client_ip\":\"{}\",\"method\":", r.client_ip);
-    push_json_str(&mut s, r.method.as_str());
+    push_json_str(s, r.method.as_str());
     s.push_str(",\"host\":");
     push_json_str(
-        &mut s,
+        s,
         r.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
     );
     s.push_str(",\"path\":");
-    push_json_str(&mut s, r.uri.path());
+    push_json_str(s, r.uri.path());
     let _ = write!(
         s,
         ",\"query_len\":{},\"proto\":\"{:?}\",\"tls\":{},\"status\":{},\"bytes_sent\":{},\"duration_ms\":{:.3}",
@@ -617,12 +615,11 @@ fn access_line(r: &LogRecord, took: Duration) -> String {
     }
     if let Some(reason) = r.reason {
         s.push_str(",\"reason\":");
-        push_json_str(&mut s, reason);
+        push_json_str(s, reason);
     }
     if let Some(ua) = r.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
         s.push_str(",\"user_agent\":");
-        push_json_str(&mut s, ua);
+        push_json_str(s, ua);
     }
     s.push_str("}\n");
-    s
 }

@@ -179,6 +179,9 @@ impl Running {
                 tracing::warn!(timeout = ?self.drain_timeout, "drain timeout reached; closing remaining connections")
             }
         }
+        // Write the access lines of the drained requests before exiting.
+        let log = self.reloader.gw.access_log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
 }
 

@@ -81,4 +81,11 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
         "nothing accepted after shutdown reached the upstream"
     );
     gw.wait_log("all connections drained");
+    // The access line of the drained request was written before exit.
+    let log = gw.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"path\":\"/slow\"") && l.contains("\"status\":200")),
+        "access log after exit: {log}"
+    );
 }
