@@ -61,7 +61,10 @@ thread_local! {
 impl AccessLog {
     /// A log that writes nothing (access logging disabled).
     pub fn disabled(dropped: IntCounter) -> AccessLog {
-        AccessLog { shared: None, dropped }
+        AccessLog {
+            shared: None,
+            dropped,
+        }
     }
 
     /// Opens `dir/access.log` (creating `dir`) and starts the writer thread.
@@ -81,7 +84,10 @@ impl AccessLog {
         if let Ok(mut w) = shared.writer.lock() {
             *w = Some(handle);
         }
-        Ok(AccessLog { shared: Some(shared), dropped })
+        Ok(AccessLog {
+            shared: Some(shared),
+            dropped,
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -92,7 +98,9 @@ impl AccessLog {
     pub fn log_with(&self, f: impl FnOnce(&mut String)) {
         let Some(shared) = &self.shared else { return };
         SCRATCH.with(|cell| {
-            let Ok(mut line) = cell.try_borrow_mut() else { return };
+            let Ok(mut line) = cell.try_borrow_mut() else {
+                return;
+            };
             line.clear();
             f(&mut line);
             let Ok(mut p) = shared.pending.lock() else {
@@ -130,7 +138,9 @@ fn writer_loop(shared: &Shared, mut file: RotatingFile, to_stdout: bool) {
     let mut batch: Vec<u8> = Vec::with_capacity(HIGH_WATER_BYTES * 2);
     loop {
         let closed = {
-            let Ok(mut p) = shared.pending.lock() else { return };
+            let Ok(mut p) = shared.pending.lock() else {
+                return;
+            };
             if !p.woken && !p.closed {
                 p = match shared.wake.wait_timeout(p, FLUSH_INTERVAL) {
                     Ok((p, _)) => p,

@@ -49,6 +49,15 @@ pub const MAX_HEADERS_LIMIT: usize = crate::framing::MAX_HEADERS;
 /// hyper refuses read buffers below 8 KiB; the header limit cannot go lower.
 pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
+/// Upper bound for `workers`.
+pub const MAX_WORKERS: usize = 256;
+
+/// `workers: auto`: the CPUs this process may run on (honours `taskset` and
+/// cgroup CPU limits through `available_parallelism`).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The special upstream served by the gateway itself (demo / first start).
 pub const BUILTIN_ECHO: &str = "builtin:echo";
 
@@ -99,6 +108,8 @@ type S<T> = Spanned<T>;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    /// Worker threads: `auto` (one per CPU the process may run on) or a number.
+    workers: Option<S<SizeValue>>,
     listen: Option<S<Vec<FileListener>>>,
     upstream: Option<FileUpstream>,
     routes: Option<Vec<FileRoute>>,
@@ -247,6 +258,9 @@ pub enum LogFormat {
 pub struct Config {
     /// The file this config came from (for reload and messages).
     pub path: PathBuf,
+    /// Worker threads, each with its own event loop, listening sockets
+    /// (`SO_REUSEPORT`) and upstream pool — nginx's worker model.
+    pub workers: usize,
     pub listeners: Vec<ListenerConfig>,
     pub upstream: UpstreamConfig,
     pub routes: Vec<RouteConfig>,
@@ -478,6 +492,7 @@ fn merge(into: &mut FileConfig, part: FileConfig) {
         ($($f:ident),*) => { $( if part.$f.is_some() { into.$f = part.$f; } )* };
     }
     take!(
+        workers,
         listen,
         upstream,
         routes,
@@ -824,8 +839,25 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         }
     };
 
+    let workers = match &f.workers {
+        None => default_workers(),
+        Some(w) => match &w.value {
+            SizeValue::Text(t) if t == "auto" => default_workers(),
+            SizeValue::Int(n) if (1..=MAX_WORKERS as u64).contains(n) => *n as usize,
+            _ => {
+                errs.at(
+                    w,
+                    "workers",
+                    format!("must be `auto` or a number from 1 to {MAX_WORKERS}"),
+                );
+                1
+            }
+        },
+    };
+
     Config {
         path: path.to_path_buf(),
+        workers,
         listeners,
         upstream,
         routes,

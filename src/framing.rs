@@ -118,7 +118,8 @@ impl ConnShared {
 
 #[derive(Debug)]
 enum State {
-    Head(Vec<u8>),
+    /// Reading a request head into `Tracker::head`.
+    Head,
     Length(u64),
     ChunkStart,
     ChunkSize(u64),
@@ -140,6 +141,8 @@ enum State {
 #[derive(Debug)]
 pub struct Tracker {
     state: State,
+    /// The request head read so far (reused across requests).
+    head: Vec<u8>,
     /// The chunk size survives the LWS / extension states here rather than
     /// widening every variant.
     pending_size: Option<u64>,
@@ -150,7 +153,8 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(shared: Arc<ConnShared>, max_head: usize) -> Self {
         Tracker {
-            state: State::Head(Vec::new()),
+            state: State::Head,
+            head: Vec::new(),
             pending_size: None,
             max_head,
             shared,
@@ -161,22 +165,22 @@ impl Tracker {
         while !data.is_empty() {
             match &mut self.state {
                 State::Off => return,
-                State::Head(buf) => {
-                    let had = buf.len();
+                State::Head => {
+                    let had = self.head.len();
                     let take = data
                         .len()
                         .min(self.max_head.saturating_add(1).saturating_sub(had));
-                    buf.extend_from_slice(&data[..take]);
+                    self.head.extend_from_slice(&data[..take]);
                     // Re-parse only when a line end arrived (cheap for trickles).
                     if !data[..take].contains(&b'\n') {
-                        if buf.len() > self.max_head {
+                        if self.head.len() > self.max_head {
                             self.state = State::Off; // hyper answers 431
                         }
                         return;
                     }
                     match self.parse_head() {
                         HeadResult::Partial => {
-                            if buf_len(&self.state) > self.max_head {
+                            if self.head.len() > self.max_head {
                                 self.state = State::Off;
                             }
                             return;
@@ -184,6 +188,7 @@ impl Tracker {
                         HeadResult::Done { head_len, next } => {
                             let used = head_len - had;
                             data = &data[used..];
+                            self.head.clear();
                             self.state = next;
                         }
                         HeadResult::Stop => {
@@ -197,7 +202,7 @@ impl Tracker {
                     *n -= k;
                     data = &data[k as usize..];
                     if *n == 0 {
-                        self.state = State::Head(Vec::new());
+                        self.state = State::Head;
                     }
                 }
                 State::ChunkData(n) => {
@@ -276,7 +281,7 @@ impl Tracker {
                     State::Trailer
                 }
             }
-            State::EndLf => (b == b'\n').then(|| State::Head(Vec::new()))?,
+            State::EndLf => (b == b'\n').then(|| State::Head)?,
             _ => return None,
         })
     }
@@ -293,18 +298,9 @@ enum HeadResult {
     Stop,
 }
 
-fn buf_len(s: &State) -> usize {
-    match s {
-        State::Head(b) => b.len(),
-        _ => 0,
-    }
-}
-
 impl Tracker {
     fn parse_head(&mut self) -> HeadResult {
-        let State::Head(buf) = &self.state else {
-            return HeadResult::Stop;
-        };
+        let buf = &self.head;
         if buf.starts_with(b"PRI * HTTP/2.0") {
             self.shared.set_passthrough();
             return HeadResult::Stop;
@@ -360,7 +356,7 @@ impl Tracker {
         } else {
             match cl {
                 Some(n) if n > 0 => State::Length(n),
-                _ => State::Head(Vec::new()),
+                _ => State::Head,
             }
         };
         HeadResult::Done { head_len, next }

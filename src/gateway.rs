@@ -45,13 +45,20 @@ use crate::upstream::{self, ForwardInfo, Resolved, UpstreamClient};
 /// request sees one consistent version from start to end.
 pub struct Snapshot {
     pub cfg: Config,
-    pub client: UpstreamClient,
+    /// One pooled client per worker, so each worker's upstream connections
+    /// live on its own event loop (no cross-thread wake-ups).
+    pub clients: Vec<UpstreamClient>,
     pub default_upstream: Resolved,
     pub routes: Vec<(RouteConfig, Resolved)>,
 }
 
 impl Snapshot {
-    pub fn build(cfg: Config, echo: Option<SocketAddr>) -> Result<Snapshot, String> {
+    /// `workers`: the number of worker threads running (fixed at start).
+    pub fn build(
+        cfg: Config,
+        echo: Option<SocketAddr>,
+        workers: usize,
+    ) -> Result<Snapshot, String> {
         let default_upstream = Resolved::from_target(&cfg.upstream.target, echo)
             .ok_or("the built-in echo upstream is not running")?;
         let mut routes = Vec::new();
@@ -60,10 +67,12 @@ impl Snapshot {
                 .ok_or("the built-in echo upstream is not running")?;
             routes.push((r.clone(), t));
         }
-        let client = upstream::build_client(&cfg.upstream);
+        let clients = (0..workers.max(1))
+            .map(|_| upstream::build_client(&cfg.upstream))
+            .collect();
         Ok(Snapshot {
             cfg,
-            client,
+            clients,
             default_upstream,
             routes,
         })
@@ -72,6 +81,8 @@ impl Snapshot {
 
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
+    /// Worker threads running (fixed at start; `workers` changes need a restart).
+    pub workers: usize,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub echo_addr: Option<SocketAddr>,
@@ -80,6 +91,8 @@ pub struct Gateway {
 
 /// Per-connection facts the phases need.
 pub struct ConnInfo {
+    /// Index of the worker thread serving this connection.
+    pub worker: usize,
     pub peer: SocketAddr,
     pub tls: bool,
     pub shared: Arc<ConnShared>,
@@ -95,6 +108,7 @@ impl Gateway {
         echo_addr: Option<SocketAddr>,
     ) -> Gateway {
         Gateway {
+            workers: snapshot.clients.len(),
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
@@ -318,7 +332,11 @@ impl Gateway {
         *up.headers_mut() = headers;
 
         let t0 = Instant::now();
-        let res = tokio::time::timeout(snap.cfg.upstream.timeout, snap.client.request(up)).await;
+        let res = tokio::time::timeout(
+            snap.cfg.upstream.timeout,
+            snap.clients[conn.worker % snap.clients.len()].request(up),
+        )
+        .await;
         let took = t0.elapsed();
         rec.upstream = Some(took);
         self.metrics.upstream_duration.observe(took.as_secs_f64());
@@ -602,16 +620,17 @@ fn access_line(s: &mut String, r: &LogRecord, took: Duration) {
     push_json_str(s, r.uri.path());
     let _ = write!(
         s,
-        ",\"query_len\":{},\"proto\":\"{:?}\",\"tls\":{},\"status\":{},\"bytes_sent\":{},\"duration_ms\":{:.3}",
+        ",\"query_len\":{},\"proto\":\"{:?}\",\"tls\":{},\"status\":{},\"bytes_sent\":{},\"duration_ms\":",
         r.uri.query().map_or(0, str::len),
         r.version,
         r.tls,
         r.status,
         r.bytes,
-        took.as_secs_f64() * 1000.0
     );
+    push_millis(s, took);
     if let Some(u) = r.upstream {
-        let _ = write!(s, ",\"upstream_ms\":{:.3}", u.as_secs_f64() * 1000.0);
+        s.push_str(",\"upstream_ms\":");
+        push_millis(s, u);
     }
     if let Some(reason) = r.reason {
         s.push_str(",\"reason\":");
@@ -622,4 +641,10 @@ fn access_line(s: &mut String, r: &LogRecord, took: Duration) {
         push_json_str(s, ua);
     }
     s.push_str("}\n");
+}
+
+/// Milliseconds with three decimals, without float formatting (hot path).
+fn push_millis(s: &mut String, d: Duration) {
+    let us = d.as_micros();
+    let _ = write!(s, "{}.{:03}", us / 1000, us % 1000);
 }

@@ -110,7 +110,9 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(&cli, &cfg.logging.level);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
+            // The main thread runs the control loop (signals, admin API,
+            // reload); the proxy listeners run on `workers` threads of their own.
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accesslog::{AccessLog, AccessLogOptions};
-use crate::config::{Config, ConfigErrors, Limits, ListenerConfig, UpstreamTarget};
+use crate::config::{Config, ConfigErrors, Limits, UpstreamTarget};
 use crate::framing::{ConnShared, GuardedIo};
 use crate::gateway::{ConnInfo, Gateway, Snapshot};
 use crate::metrics::Metrics;
@@ -39,6 +39,8 @@ pub enum StartError {
     Log { dir: String, source: std::io::Error },
     #[error("built-in echo upstream: {0}")]
     Echo(std::io::Error),
+    #[error("cannot start a worker thread: {0}")]
+    Worker(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
     #[error("{0}")]
@@ -115,7 +117,15 @@ impl Reloader {
                 staged.push((store.clone(), tls.clone()));
             }
         }
-        let snap = Snapshot::build(cfg, self.gw.echo_addr).map_err(ReloadError::Other)?;
+        if cfg.workers != self.gw.workers {
+            tracing::warn!(
+                running = self.gw.workers,
+                configured = cfg.workers,
+                "`workers` changes take effect only after a restart"
+            );
+        }
+        let snap =
+            Snapshot::build(cfg, self.gw.echo_addr, self.gw.workers).map_err(ReloadError::Other)?;
         for (store, tls) in staged {
             store.reload(&tls).map_err(ReloadError::Other)?;
         }
@@ -156,6 +166,9 @@ impl Reloader {
 /// A started gateway: its bound addresses and the means to stop it.
 pub struct Running {
     pub proxy_addrs: Vec<SocketAddr>,
+    /// Tells the worker threads to stop their event loops (after the drain).
+    exit: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     pub admin_addr: SocketAddr,
     pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
@@ -179,9 +192,17 @@ impl Running {
                 tracing::warn!(timeout = ?self.drain_timeout, "drain timeout reached; closing remaining connections")
             }
         }
+        let _ = self.exit.send(true);
+        let threads = std::mem::take(&mut self.threads);
         // Write the access lines of the drained requests before exiting.
         let log = self.reloader.gw.access_log.clone();
-        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            log.close();
+        })
+        .await;
     }
 }
 
@@ -227,23 +248,32 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let listeners = cfg.listeners.clone();
     let admin_listen = cfg.admin.listen;
     let limits = cfg.limits.clone();
-    let snapshot = Snapshot::build(cfg, echo_addr).map_err(StartError::Snapshot)?;
+    let workers = cfg.workers;
+    let snapshot = Snapshot::build(cfg, echo_addr, workers).map_err(StartError::Snapshot)?;
     let gw = Arc::new(Gateway::new(snapshot, metrics, access_log, echo_addr));
 
+    // Bind every listener once per worker with SO_REUSEPORT (the kernel
+    // spreads connections across the sockets); port 0 is resolved by the
+    // first socket and reused by the others.
     let mut proxy_addrs = Vec::new();
     let mut certs = Vec::new();
-    let mut bound = Vec::new();
-    for l in &listeners {
-        let listener = TcpListener::bind(l.addr)
-            .await
-            .map_err(|e| StartError::Bind {
-                addr: l.addr,
-                source: e,
-            })?;
-        let local = listener.local_addr().map_err(|e| StartError::Bind {
+    let mut per_worker: Vec<Vec<(std::net::TcpListener, usize)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut listener_ctx = Vec::new();
+    for (li, l) in listeners.iter().enumerate() {
+        let bind_err = |e| StartError::Bind {
             addr: l.addr,
             source: e,
-        })?;
+        };
+        let mut addr = l.addr;
+        for w in 0..workers {
+            let sock = bind_reuseport(addr).map_err(bind_err)?;
+            if w == 0 {
+                addr = sock.local_addr().map_err(bind_err)?;
+                proxy_addrs.push(addr);
+            }
+            per_worker[w].push((sock.into_std().map_err(bind_err)?, li));
+        }
         let acceptor = match &l.tls {
             Some(t) => {
                 let store = Arc::new(
@@ -256,8 +286,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             }
             None => None,
         };
-        proxy_addrs.push(local);
-        bound.push((listener, l.clone(), acceptor));
+        let builders = Arc::new(ArcSwap::from_pointee(Builders::new(&limits, l.http2)));
+        listener_ctx.push((builders, acceptor, addr, l.tls.is_some()));
     }
     let admin_listener = TcpListener::bind(admin_listen)
         .await
@@ -270,24 +300,43 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         source: e,
     })?;
 
-    let mut runtimes = Vec::new();
-    for (listener, lcfg, acceptor) in bound {
-        let builders = Arc::new(ArcSwap::from_pointee(Builders::new(&limits, lcfg.http2)));
-        runtimes.push(ListenerRuntime {
-            http2: lcfg.http2,
-            builders: builders.clone(),
-        });
-        let ctx = AcceptCtx {
-            gw: gw.clone(),
-            builders: builders.clone(),
-            acceptor,
-            sem: sem.clone(),
-            shutdown: shutdown_rx.clone(),
-            token: conn_token.clone(),
-        };
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = lcfg.tls.is_some(), "proxy listening");
-        tokio::spawn(accept_loop(listener, lcfg, ctx));
+    let (exit_tx, exit_rx) = watch::channel(false);
+    let mut threads = Vec::new();
+    for (w, socks) in per_worker.into_iter().enumerate() {
+        let mut loops = Vec::new();
+        for (sock, li) in socks {
+            let (builders, acceptor, _, _) = &listener_ctx[li];
+            loops.push((
+                sock,
+                AcceptCtx {
+                    worker: w,
+                    gw: gw.clone(),
+                    builders: builders.clone(),
+                    acceptor: acceptor.clone(),
+                    sem: sem.clone(),
+                    shutdown: shutdown_rx.clone(),
+                    token: conn_token.clone(),
+                },
+            ));
+        }
+        let exit = exit_rx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("worker-{w}"))
+            .spawn(move || worker_main(loops, exit))
+            .map_err(StartError::Worker)?;
+        threads.push(t);
     }
+    for (_, _, addr, tls) in &listener_ctx {
+        tracing::info!(addr = %addr, tls = *tls, workers, "proxy listening");
+    }
+    let runtimes: Vec<ListenerRuntime> = listeners
+        .iter()
+        .zip(&listener_ctx)
+        .map(|(l, (builders, _, _, _))| ListenerRuntime {
+            http2: l.http2,
+            builders: builders.clone(),
+        })
+        .collect();
     let reloader = Arc::new(Reloader {
         gw: gw.clone(),
         certs,
@@ -306,6 +355,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         proxy_addrs,
         admin_addr,
         reloader,
+        exit: exit_tx,
+        threads,
         shutdown: shutdown_tx,
         conns_done,
         conn_token: Some(conn_token),
@@ -379,6 +430,7 @@ impl Builders {
 }
 
 struct AcceptCtx {
+    worker: usize,
     gw: Arc<Gateway>,
     builders: Arc<ArcSwap<Builders>>,
     acceptor: Option<TlsAcceptor>,
@@ -387,8 +439,46 @@ struct AcceptCtx {
     token: mpsc::Sender<()>,
 }
 
-async fn accept_loop(listener: TcpListener, lcfg: ListenerConfig, mut ctx: AcceptCtx) {
-    let _ = lcfg;
+/// One worker thread: a single-threaded event loop running one accept loop
+/// per listener; connections accepted here are served here.
+fn worker_main(loops: Vec<(std::net::TcpListener, AcceptCtx)>, mut exit: watch::Receiver<bool>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker event loop");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        for (sock, ctx) in loops {
+            match TcpListener::from_std(sock) {
+                Ok(l) => {
+                    tokio::spawn(accept_loop(l, ctx));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot register a listener"),
+            }
+        }
+        // Runs until the drain is over; then the loop and its tasks stop.
+        let _ = exit.wait_for(|v| *v).await;
+    });
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.set_reuseport(true)?;
+    sock.bind(addr)?;
+    sock.listen(1024)
+}
+
+async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -416,9 +506,20 @@ async fn accept_loop(listener: TcpListener, lcfg: ListenerConfig, mut ctx: Accep
         let acceptor = ctx.acceptor.clone();
         let shutdown = ctx.shutdown.clone();
         let token = ctx.token.clone();
+        let worker = ctx.worker;
         tokio::spawn(async move {
             gw.metrics.open_connections.inc();
-            handle_conn(sock, peer, gw.clone(), builders, limits, acceptor, shutdown).await;
+            handle_conn(
+                worker,
+                sock,
+                peer,
+                gw.clone(),
+                builders,
+                limits,
+                acceptor,
+                shutdown,
+            )
+            .await;
             gw.metrics.open_connections.dec();
             drop(permit);
             drop(token);
@@ -426,7 +527,9 @@ async fn accept_loop(listener: TcpListener, lcfg: ListenerConfig, mut ctx: Accep
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle_conn(
+    worker: usize,
     sock: TcpStream,
     peer: SocketAddr,
     gw: Arc<Gateway>,
@@ -438,6 +541,7 @@ async fn handle_conn(
     match acceptor {
         None => {
             serve(
+                worker,
                 sock,
                 peer,
                 false,
@@ -464,13 +568,14 @@ async fn handle_conn(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let builder = if h2 { &builders.http2 } else { &builders.http1 };
-            serve(tls, peer, true, builder, !h2, gw, &limits, shutdown).await
+            serve(worker, tls, peer, true, builder, !h2, gw, &limits, shutdown).await
         }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn serve<I>(
+    worker: usize,
     io: I,
     peer: SocketAddr,
     is_tls: bool,
@@ -486,6 +591,7 @@ async fn serve<I>(
     let shared = ConnShared::new();
     let io = GuardedIo::new(io, shared.clone(), limits.max_header_bytes, track_http1);
     let info = Arc::new(ConnInfo {
+        worker,
         peer,
         tls: is_tls,
         shared: shared.clone(),
@@ -510,6 +616,8 @@ async fn serve<I>(
                 .max(Duration::from_millis(50))
         };
         tokio::select! {
+            // The connection first: it is what wakes this task almost always.
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     // hyper answers malformed heads itself (400/431) or closes on

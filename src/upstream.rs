@@ -147,6 +147,14 @@ const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
 /// Removes hop-by-hop headers and every header named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Fast path: most requests carry none of these (one pass over the names
+    // instead of nine hashed removals).
+    let any = h
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || HOP_BY_HOP_EXTRA.contains(&k.as_str()));
+    if !any && !keep_upgrade {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for v in h.get_all(header::CONNECTION) {
         if let Ok(s) = v.to_str() {
@@ -229,14 +237,21 @@ pub struct ForwardInfo<'a> {
 /// Writes `X-Forwarded-For/-Proto/-Host`, `Forwarded` and `X-Request-Id`.
 /// Headers from an untrusted peer are replaced, never extended.
 pub fn set_forwarding_headers(h: &mut HeaderMap, f: &ForwardInfo<'_>) {
-    let peer_s = f.peer.to_string();
-    let xff = match (f.peer_trusted, joined(h, "x-forwarded-for")) {
-        (true, Some(prev)) => format!("{prev}, {peer_s}"),
-        _ => peer_s.clone(),
-    };
-    set(h, "x-forwarded-for", &xff);
+    use std::fmt::Write as _;
+    let mut buf = String::with_capacity(128);
+    if f.peer_trusted {
+        if let Some(prev) = joined(h, "x-forwarded-for") {
+            buf.push_str(&prev);
+            buf.push_str(", ");
+        }
+    }
+    let _ = write!(buf, "{}", f.peer);
+    set(h, "x-forwarded-for", &buf);
     if !(f.peer_trusted && h.contains_key("x-forwarded-proto")) {
-        set(h, "x-forwarded-proto", f.scheme);
+        h.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(if f.scheme == "https" { "https" } else { "http" }),
+        );
     }
     if !(f.peer_trusted && h.contains_key("x-forwarded-host")) {
         match f.host {
@@ -248,21 +263,29 @@ pub fn set_forwarding_headers(h: &mut HeaderMap, f: &ForwardInfo<'_>) {
             }
         }
     }
-    let node = match f.peer {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut elem = format!("for={node};proto={}", f.scheme);
-    if let Some(host) = f.host.and_then(|v| v.to_str().ok()) {
-        elem.push_str(";host=\"");
-        elem.extend(host.chars().filter(|c| *c != '"' && *c != '\\'));
-        elem.push('"');
+    buf.clear();
+    if f.peer_trusted {
+        if let Some(prev) = joined(h, "forwarded") {
+            buf.push_str(&prev);
+            buf.push_str(", ");
+        }
     }
-    let fwd = match (f.peer_trusted, joined(h, "forwarded")) {
-        (true, Some(prev)) => format!("{prev}, {elem}"),
-        _ => elem,
-    };
-    set(h, "forwarded", &fwd);
+    match f.peer {
+        IpAddr::V4(v4) => {
+            let _ = write!(buf, "for={v4}");
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(buf, "for=\"[{v6}]\"");
+        }
+    }
+    buf.push_str(";proto=");
+    buf.push_str(f.scheme);
+    if let Some(host) = f.host.and_then(|v| v.to_str().ok()) {
+        buf.push_str(";host=\"");
+        buf.extend(host.chars().filter(|c| *c != '"' && *c != '\\'));
+        buf.push('"');
+    }
+    set(h, "forwarded", &buf);
     h.insert(
         HeaderName::from_static("x-request-id"),
         f.request_id.clone(),
