@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # Debian packages the build and the test suite need.
-PACKAGES=(pkg-config)
+PACKAGES=(pkg-config libvectorscan-dev)
 # Extra packages for the benchmark (benches/proxy.sh), installed with --bench.
 BENCH_PACKAGES=(wrk nginx-light)
 
