@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release
-target/release/portcullis check -c config/portcullis.yaml
+cargo build
+target/debug/portcullis check -c config/portcullis.yaml
 cargo test --all-targets -- --test-threads="${TEST_THREADS:-4}"
