@@ -3,4 +3,5 @@
 
 pub mod detect;
 pub mod matcher;
+pub mod schema;
 pub mod transform;
