@@ -120,7 +120,7 @@ struct FileConfig {
     // Sections of SPEC §3 that later work implements. They are recognised so
     // that an operator gets "not supported yet" rather than "unknown key", and
     // they are never silently ignored.
-    waf: Option<S<IgnoredAny>>,
+    waf: Option<FileWaf>,
     ip_lists: Option<S<IgnoredAny>>,
     geoip: Option<S<IgnoredAny>>,
     identity: Option<S<IgnoredAny>>,
@@ -130,6 +130,24 @@ struct FileConfig {
     instance_id: Option<S<IgnoredAny>>,
     redis: Option<S<IgnoredAny>>,
     notify: Option<S<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWaf {
+    mode: Option<S<String>>,
+    paranoia: Option<S<u8>>,
+    inbound_threshold: Option<S<u32>>,
+    outbound_threshold: Option<S<u32>>,
+    rules: Option<Vec<S<String>>>,
+    exclusions: Option<S<IgnoredAny>>,
+    /// `hyperscan` (default when built with it) or `pure`.
+    matcher: Option<S<String>>,
+    /// Put the ids of the rules that blocked in the 403 body.
+    expose_rule_ids: Option<bool>,
+    /// Custom block page: status and body.
+    block_status: Option<S<u16>>,
+    block_body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +286,36 @@ pub struct Config {
     pub limits: Limits,
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
+    /// `None` when the config has no `waf` section (no rules run).
+    pub waf: Option<WafConfig>,
 }
+
+/// `waf.mode`: `off` compiles nothing; `detect` logs what it would block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WafMode {
+    Block,
+    Detect,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct WafConfig {
+    pub mode: WafMode,
+    pub paranoia: u8,
+    pub inbound_threshold: u32,
+    pub outbound_threshold: u32,
+    /// Pack file patterns (relative to the config file; `*` in the file name).
+    pub rules: Vec<String>,
+    /// The config file's own `exclusions` block, re-parsed as a pack fragment.
+    pub exclusions_yaml: Option<String>,
+    pub matcher: crate::rules::matcher::Backend,
+    pub expose_rule_ids: bool,
+    pub block_status: u16,
+    pub block_body: Option<String>,
+}
+
+/// Default pack locations when `waf.rules` is not given.
+pub const DEFAULT_RULES: &str = "rules/*.yaml";
 
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -606,7 +653,6 @@ pub fn key_path_at(text: &str, line: usize, column: usize) -> String {
 fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for (name, sec) in [
-        ("waf", &f.waf),
         ("ip_lists", &f.ip_lists),
         ("geoip", &f.geoip),
         ("identity", &f.identity),
@@ -855,8 +901,11 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         },
     };
 
+    let waf = f.waf.as_ref().map(|w| waf_config(errs, w));
+
     Config {
         path: path.to_path_buf(),
+        waf,
         workers,
         listeners,
         upstream,
@@ -865,6 +914,79 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         limits,
         admin,
         logging,
+    }
+}
+
+fn waf_config(errs: &mut Errs<'_>, w: &FileWaf) -> WafConfig {
+    let mode = match w.mode.as_ref().map(|m| m.value.as_str()) {
+        None | Some("block") => WafMode::Block,
+        Some("detect") => WafMode::Detect,
+        Some("off") => WafMode::Off,
+        Some(_) => {
+            if let Some(m) = &w.mode {
+                errs.at(m, "waf.mode", "must be block, detect or off");
+            }
+            WafMode::Block
+        }
+    };
+    let paranoia = w.paranoia.as_ref().map_or(1, |p| p.value);
+    if let Some(p) = &w.paranoia {
+        if !(1..=4).contains(&p.value) {
+            errs.at(p, "waf.paranoia", "must be 1 to 4");
+        }
+    }
+    let matcher = match w.matcher.as_ref().map(|m| m.value.as_str()) {
+        None => crate::rules::matcher::Backend::default(),
+        Some("pure") => crate::rules::matcher::Backend::Pure,
+        #[cfg(feature = "hyperscan")]
+        Some("hyperscan") => crate::rules::matcher::Backend::Hyperscan,
+        Some(other) => {
+            if let Some(m) = &w.matcher {
+                errs.at(m, "waf.matcher", format!("`{other}` is not available in this build (hyperscan, pure)"));
+            }
+            crate::rules::matcher::Backend::default()
+        }
+    };
+    let block_status = w.block_status.as_ref().map_or(403, |s| s.value);
+    if let Some(s) = &w.block_status {
+        if !(400..=599).contains(&s.value) {
+            errs.at(s, "waf.block_status", "must be a 4xx or 5xx status");
+        }
+    }
+    let exclusions_yaml = w.exclusions.as_ref().map(|x| {
+        // Re-read the block from the file text: the engine parses it as the
+        // `exclusions` of a pack, with line numbers kept by padding.
+        let start = x.referenced.line() as usize;
+        let lines: Vec<&str> = errs.text.lines().collect();
+        let key_line = (1..=start).rev().find(|&l| lines.get(l - 1).is_some_and(|s| s.trim_start().starts_with("exclusions:"))).unwrap_or(start);
+        let indent = lines.get(key_line - 1).map_or(0, |s| s.len() - s.trim_start().len());
+        let mut out = "\n".repeat(key_line.saturating_sub(2));
+        out.push_str("pack: config\n");
+        for (i, l) in lines.iter().enumerate().skip(key_line - 1) {
+            let ind = l.len() - l.trim_start().len();
+            if i >= key_line && !l.trim().is_empty() && ind <= indent {
+                break;
+            }
+            out.push_str(l.get(indent.min(ind)..).unwrap_or(""));
+            out.push('\n');
+        }
+        out
+    });
+    WafConfig {
+        mode,
+        paranoia,
+        inbound_threshold: w.inbound_threshold.as_ref().map_or(5, |t| t.value),
+        outbound_threshold: w.outbound_threshold.as_ref().map_or(4, |t| t.value),
+        rules: w
+            .rules
+            .as_ref()
+            .map(|r| r.iter().map(|s| s.value.clone()).collect())
+            .unwrap_or_else(|| vec![DEFAULT_RULES.to_string()]),
+        exclusions_yaml,
+        matcher,
+        expose_rule_ids: w.expose_rule_ids.unwrap_or(false),
+        block_status,
+        block_body: w.block_body.clone(),
     }
 }
 
@@ -1189,7 +1311,7 @@ mod tests {
 
     #[test]
     fn unsupported_sections_are_rejected_not_ignored() {
-        let e = errs("upstream: {url: \"http://a:1\"}\nwaf:\n  mode: block\n");
+        let e = errs("upstream: {url: \"http://a:1\"}\nredis:\n  url: x\n");
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].line, 2);
         assert!(e[0].message.contains("not supported yet"));
