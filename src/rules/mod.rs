@@ -1,7 +1,15 @@
-//! The rule engine (work in progress, not yet wired into the request path):
-//! transforms, native detectors and the compiled multi-pattern matcher.
+//! The rule engine: pack schema → compiled rule set → evaluation.
+//!
+//! - [`schema`]: YAML packs with located errors.
+//! - [`transform`]: decoding and normalising transforms, cached per chain.
+//! - [`matcher`]: one Hyperscan (or pure-Rust) database per target group.
+//! - [`detect`]: native SQLi / XSS / command-injection / path detectors.
+//! - [`engine`]: compile packs into a `RuleSet`; evaluate a request.
+//! - [`load`]: packs from the `waf` config, inline tests.
 
 pub mod detect;
+pub mod engine;
+pub mod load;
 pub mod matcher;
 pub mod schema;
 pub mod transform;

@@ -1,1 +1,699 @@
-//! Placeholder: implemented in its own change.
+//! Path traversal / local file inclusion detector: decides whether an input,
+//! used by an application as (part of) a file path, climbs out of the
+//! directory it is meant for, names a sensitive system file, truncates the
+//! path with a NUL byte, or selects a stream wrapper — by splitting path
+//! tokens into segments and resolving them, not by a keyword list.
+//!
+//! Findings (the first one wins):
+//! - `path:nul-byte` — a NUL after a path-like token (`shell.php\0.jpg`,
+//!   `../../etc/passwd\0`): C-level APIs stop there;
+//! - `path:wrapper` — `php://`, `file://`, `zip://`, `phar://`, `expect://`,
+//!   `data://`, `glob://`, `compress.*://`, `jar:file:` … at a token start;
+//! - `path:traversal` — segments that climb above where the token starts:
+//!   `..`, `..;` (Tomcat path parameters), and runs of three or more dots
+//!   followed by a separator (`.../.../` on old Windows, `....//` left over
+//!   when a filter deletes `../` once; a single leading `.../` is a shortened
+//!   path in tool output, not a climb). A token that climbs and comes back
+//!   (`a/b/../c`) stays inside; a lone `..` counts only as the whole input;
+//! - `path:sensitive-file` — resolved segments naming a system file:
+//!   `etc/passwd`, `etc/shadow`, `proc/self/…`, `windows/win.ini`,
+//!   `.ssh/id_rsa`, `WEB-INF/…`, `.git/…`, `var/log/…`, the main server
+//!   configuration files, any file under an absolute `/proc`, `/sys` or
+//!   `/root`, or a file such as `boot.ini`, `.htaccess`, `web.config`,
+//!   `.env` after a separator (or as the whole input: "edit your .htaccess"
+//!   is prose). Segments may be globs (`/etc/pa*wd`, `/e[t]c/passwd`).
+//!
+//! Decision: any climb counts, including the one-level `../lib` of a code
+//! snippet or a relative Markdown link; a file parameter has no business
+//! climbing, and fields that carry code need a rule exclusion.
+//!
+//! Before that, `\` becomes `/`, ASCII is lower-cased, and what is left of a
+//! second layer of encoding after the caller's decoding is undone: `%2e`,
+//! `%2f`, `%5c`, `%00`, `%uXXXX` slashes and dots, overlong UTF-8 (`%c0%af`,
+//! raw `C0 AF`) and fullwidth `．`/`／`/`＼`.
+//!
+//! Tokens are split at whitespace, quotes, `<>|&=,(){}#` and a `?` that
+//! starts a query (`?name=`); other `?` stay, as glob characters.
+//! `..` in prose (`wait...`, `and so on..`), ranges (`1..5`), URLs and file
+//! names form no climbing token.
+//!
+//! Bounds: only the first [`MAX_SCAN`] bytes are read; normalization and
+//! tokenization are single passes; each token's segments are compared with
+//! a fixed pattern list, and glob comparisons are capped.
+
+use super::Detection;
+use super::cmdi::glob_match;
+
+/// How much of an input is scanned (8 KiB). A path past this point is not
+/// seen: the bound keeps the cost per target fixed whatever the body size.
+pub const MAX_SCAN: usize = 8 * 1024;
+
+/// Resolved segments kept per token; deeper paths keep their first ones.
+const MAX_SEGMENTS: usize = 64;
+/// Glob comparisons per input (each is O(segment²) at most).
+const MAX_GLOBS: usize = 256;
+/// NUL bytes examined per input.
+const MAX_NULS: usize = 16;
+
+/// Sensitive files as consecutive resolved segments. `*` stands for any
+/// segment (or, inside a name, any run), `#` for a number (a process id);
+/// a leading `/` anchors the
+/// pattern at the root of an absolute path (`/proc/net/tcp`, but not
+/// `src/proc/mod.rs`).
+const SENSITIVE: &[&[&[u8]]] = &[
+    &[b"/", b"proc", b"*"],
+    &[b"/", b"sys", b"*"],
+    &[b"/", b"root", b"*"],
+    &[b"etc", b"passwd"],
+    &[b"etc", b"shadow"],
+    &[b"etc", b"gshadow"],
+    &[b"etc", b"group"],
+    &[b"etc", b"hosts"],
+    &[b"etc", b"issue"],
+    &[b"etc", b"master.passwd"],
+    &[b"etc", b"sudoers"],
+    &[b"etc", b"crontab"],
+    &[b"etc", b"subuid"],
+    &[b"etc", b"subgid"],
+    &[b"etc", b"security", b"passwd"],
+    &[b"etc", b"ssh", b"sshd_config"],
+    &[b"etc", b"ssh", b"ssh_host_*"],
+    &[b"etc", b"mysql", b"my.cnf"],
+    &[b"etc", b"nginx", b"nginx.conf"],
+    &[b"etc", b"apache2", b"apache2.conf"],
+    &[b"etc", b"httpd", b"conf", b"httpd.conf"],
+    &[b"proc", b"self"],
+    &[b"proc", b"thread-self"],
+    &[b"proc", b"version"],
+    &[b"proc", b"#", b"environ"],
+    &[b"proc", b"#", b"cmdline"],
+    &[b"proc", b"#", b"fd"],
+    &[b"proc", b"#", b"maps"],
+    &[b"proc", b"#", b"mem"],
+    &[b"windows", b"win.ini"],
+    &[b"windows", b"system.ini"],
+    &[b"winnt", b"win.ini"],
+    &[b"windows", b"repair", b"sam"],
+    &[b"windows", b"system32", b"config", b"sam"],
+    &[b"system32", b"drivers", b"etc", b"hosts"],
+    &[b".ssh", b"id_rsa"],
+    &[b".ssh", b"id_dsa"],
+    &[b".ssh", b"id_ecdsa"],
+    &[b".ssh", b"id_ed25519"],
+    &[b".ssh", b"authorized_keys"],
+    &[b".aws", b"credentials"],
+    &[b".docker", b"config.json"],
+    &[b".kube", b"config"],
+    &[b"web-inf", b"*"],
+    &[b"meta-inf", b"*"],
+    &[b".git", b"*"],
+    &[b".svn", b"*"],
+    &[b"var", b"log", b"*"],
+];
+
+/// Sensitive file names, flagged after a separator (`../web.config`,
+/// `/.htaccess`) or as the whole input.
+const SENSITIVE_NAMES: &[&[u8]] = &[
+    b"boot.ini",
+    b"win.ini",
+    b"system.ini",
+    b".htaccess",
+    b".htpasswd",
+    b"web.config",
+    b"id_rsa",
+    b"id_dsa",
+    b".bash_history",
+    b".zsh_history",
+    b".mysql_history",
+    b".git-credentials",
+    b".netrc",
+    b".pgpass",
+    b".npmrc",
+    b".env",
+    b"wp-config.php",
+];
+
+/// Decides whether `input` is a traversal, a sensitive path, a NUL
+/// truncation or a wrapper, as described in the module documentation.
+pub fn detect(input: &[u8]) -> Option<Detection> {
+    let raw = &input[..input.len().min(MAX_SCAN)];
+    // Pre-filter for the common clean case: every finding needs a dot, a
+    // separator, a scheme colon or a NUL (or an encoded or wide form of one).
+    if !raw.iter().any(|&b| {
+        matches!(
+            b,
+            b'.' | b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xef
+        )
+    }) {
+        return None;
+    }
+    let s = normalize(raw);
+    if let Some(d) = nul_byte(&s) {
+        return found("path:nul-byte", d);
+    }
+    let whole = trim(&s);
+    if whole == b".." {
+        return found("path:traversal", "climbs=1 via=..".to_string());
+    }
+    let mut globs = 0;
+    let mut start = 0;
+    while start < s.len() {
+        let end = token_end(&s, start);
+        let tok = &s[start..end];
+        if !tok.is_empty()
+            && let Some((context, detail)) = judge_token(tok, tok == whole, &mut globs)
+        {
+            return found(context, detail);
+        }
+        start = end + 1;
+    }
+    None
+}
+
+fn found(context: &'static str, detail: String) -> Option<Detection> {
+    Some(Detection { context, detail })
+}
+
+/// Printable rendering of input bytes for `detail`, capped.
+fn show(b: &[u8]) -> String {
+    b.iter()
+        .take(48)
+        .map(|&c| if c.is_ascii_graphic() { c as char } else { '?' })
+        .collect()
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+fn hex2(b: Option<&[u8]>) -> Option<u8> {
+    let b = b?;
+    let hi = (*b.first()? as char).to_digit(16)?;
+    let lo = (*b.get(1)? as char).to_digit(16)?;
+    Some((hi * 16 + lo) as u8)
+}
+
+/// `\` → `/`, ASCII lower-cased, and the separators and dots that survive
+/// one decoding in a doubly encoded or wide form turned back into ASCII.
+fn normalize(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let (b, used) = decode_one(raw, i);
+        out.push(match b {
+            b'\\' => b'/',
+            _ => b.to_ascii_lowercase(),
+        });
+        i += used;
+    }
+    out
+}
+
+/// One normalized byte at `raw[i]` and how many input bytes it used.
+fn decode_one(raw: &[u8], i: usize) -> (u8, usize) {
+    let b = raw[i];
+    let path_byte = |c: u32| match c {
+        0x2e | 0xff0e => Some(b'.'),
+        0x2f | 0x5c | 0x2215 | 0x2216 | 0xff0f | 0xff3c => Some(b'/'),
+        0 => Some(0),
+        _ => None,
+    };
+    // Overlong UTF-8 for `.`, `/`, `\` (`C0 AE`, `C0 AF`, `C1 9C`).
+    let overlong = |lead: u8, cont: u8| {
+        (matches!(lead, 0xc0 | 0xc1) && cont & 0xc0 == 0x80)
+            .then(|| (u32::from(lead & 1) << 6) | u32::from(cont & 0x3f))
+            .and_then(path_byte)
+    };
+    match b {
+        b'%' => {
+            if let Some(h) = hex2(raw.get(i + 1..i + 3)) {
+                if raw.get(i + 3) == Some(&b'%')
+                    && let Some(c) = hex2(raw.get(i + 4..i + 6)).and_then(|c| overlong(h, c))
+                {
+                    return (c, 6);
+                }
+                if let Some(c) = path_byte(u32::from(h)) {
+                    return (c, 3);
+                }
+            } else if matches!(raw.get(i + 1), Some(b'u' | b'U'))
+                && let (Some(hi), Some(lo)) =
+                    (hex2(raw.get(i + 2..i + 4)), hex2(raw.get(i + 4..i + 6)))
+                && let Some(c) = path_byte((u32::from(hi) << 8) | u32::from(lo))
+            {
+                return (c, 6);
+            }
+            (b, 1)
+        }
+        0xc0 | 0xc1 => match raw.get(i + 1).and_then(|&c| overlong(b, c)) {
+            Some(c) => (c, 2),
+            None => (b, 1),
+        },
+        // Fullwidth `．` `／` `＼` (EF BC 8E / 8F / BC).
+        0xef if raw.get(i + 1) == Some(&0xbc) => match raw.get(i + 2) {
+            Some(0x8e) => (b'.', 3),
+            Some(0x8f | 0xbc) => (b'/', 3),
+            _ => (b, 1),
+        },
+        _ => (b, 1),
+    }
+}
+
+/// A NUL byte after a path-like token (one with a `.` or `/`), or before an
+/// extension (`file\0.jpg`).
+fn nul_byte(s: &[u8]) -> Option<String> {
+    for (n, p) in s
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == 0)
+        .map(|(p, _)| p)
+        .enumerate()
+    {
+        if n == MAX_NULS {
+            break;
+        }
+        let from = (0..p)
+            .rev()
+            .take(256)
+            .take_while(|&k| !is_delimiter(s, k))
+            .last()
+            .unwrap_or(p);
+        let before = &s[from..p];
+        if before.iter().any(|&b| b == b'.' || b == b'/') || s.get(p + 1) == Some(&b'.') {
+            return Some(format!("nul-byte after={}", show(before)));
+        }
+    }
+    None
+}
+
+/// Whether `s[k]` ends a path token. A `?` does only when a query follows
+/// (`?name=`); otherwise it may be a glob character.
+fn is_delimiter(s: &[u8], k: usize) -> bool {
+    match s[k] {
+        b'?' => {
+            s[k + 1..]
+                .iter()
+                .take(64)
+                .find(|&&b| matches!(b, b'=' | b'/' | b'?' | b'&') || b.is_ascii_whitespace())
+                == Some(&b'=')
+        }
+        0 | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | b'"' | b'\'' | b'`' | b'<' | b'>'
+        | b'|' | b'&' | b'=' | b',' | b'(' | b')' | b'{' | b'}' | b'#' => true,
+        _ => false,
+    }
+}
+
+fn token_end(s: &[u8], start: usize) -> usize {
+    (start..s.len())
+        .find(|&k| is_delimiter(s, k))
+        .unwrap_or(s.len())
+}
+
+/// How a segment moves through the directory tree.
+#[derive(PartialEq)]
+enum Step {
+    Stay,
+    Up,
+    Down,
+}
+
+fn step(seg: &[u8], last: bool) -> Step {
+    if seg.is_empty() || seg == b"." {
+        Step::Stay
+    } else if seg == b".." || (seg.len() >= 3 && !last && seg.iter().all(|&b| b == b'.')) {
+        // `...` and `....` climb only before a separator: "wait..." is prose.
+        Step::Up
+    } else {
+        Step::Down
+    }
+}
+
+fn judge_token(tok: &[u8], whole: bool, globs: &mut usize) -> Option<(&'static str, String)> {
+    if let Some(w) = wrapper(tok) {
+        return Some(("path:wrapper", format!("wrapper={w}")));
+    }
+    let count = tok.iter().filter(|&&b| b == b'/').count() + 1;
+    let mut depth = 0isize;
+    let mut lowest = 0isize;
+    let mut via: &[u8] = b"";
+    // Climbing segments: `...` ones, and the others.
+    let (mut ellipses, mut ups) = (0, 0);
+    // Resolved segments, each with whether a separator came before it.
+    let mut stack: Vec<(&[u8], bool)> = Vec::new();
+    for (k, seg) in tok.split(|&b| b == b'/').enumerate() {
+        // Path parameters (`..;jsessionid=x`) do not change the segment.
+        let seg = seg.split(|&b| b == b';').next().unwrap_or(seg);
+        match step(seg, k + 1 == count) {
+            Step::Stay => {}
+            Step::Up => {
+                if seg == b"..." {
+                    ellipses += 1;
+                } else {
+                    ups += 1;
+                }
+                depth -= 1;
+                if depth < lowest {
+                    lowest = depth;
+                    via = seg;
+                }
+                stack.pop();
+            }
+            Step::Down => {
+                depth += 1;
+                if stack.len() < MAX_SEGMENTS {
+                    stack.push((seg, k > 0));
+                }
+            }
+        }
+    }
+    // A single leading `.../` is how tools shorten a long path
+    // (`.../fonts/x.otf | Bin`); `.../.../` is the old Windows climb.
+    let abbreviation = ups == 0 && ellipses == 1;
+    if lowest < 0 && (count > 1 || whole) && !abbreviation {
+        return Some((
+            "path:traversal",
+            format!("climbs={} via={}", -lowest, show(via)),
+        ));
+    }
+    // `//host/…` is a network path (a protocol-relative URL, a UNC share),
+    // not the local root.
+    let absolute = tok.first() == Some(&b'/') && tok.get(1) != Some(&b'/');
+    sensitive(&stack, absolute, whole, globs).map(|d| ("path:sensitive-file", d))
+}
+
+/// A stream wrapper at the start of a token (`php://filter/…`).
+fn wrapper(tok: &[u8]) -> Option<&'static str> {
+    let colon = tok.iter().take(16).position(|&b| b == b':')?;
+    let rest = &tok[colon + 1..];
+    let name = match &tok[..colon] {
+        b"php" => "php://",
+        b"file" => "file://",
+        b"zip" => "zip://",
+        b"phar" => "phar://",
+        b"expect" => "expect://",
+        b"data" => "data://",
+        b"glob" => "glob://",
+        b"zlib" => "zlib://",
+        b"compress.zlib" => "compress.zlib://",
+        b"compress.bzip2" => "compress.bzip2://",
+        b"rar" => "rar://",
+        b"ogg" => "ogg://",
+        b"ssh2.shell" => "ssh2.shell://",
+        b"ssh2.exec" => "ssh2.exec://",
+        // Java: `jar:file:…!/`, `jar:http://…!/`, `netdoc:/etc/passwd`.
+        b"jar" if rest.starts_with(b"file:") || rest.starts_with(b"http") => return Some("jar:"),
+        b"netdoc" if rest.starts_with(b"/") => return Some("netdoc:"),
+        _ => return None,
+    };
+    rest.starts_with(b"//").then_some(name)
+}
+
+/// Segment `have` (possibly a glob) against pattern segment `want`. A glob
+/// must keep two letters or digits of the name (`p??s??`, `pa*wd`): `*`
+/// alone is a C comment (`/* … */`) more often than an attack.
+fn seg_matches(have: &[u8], want: &[u8], globs: &mut usize) -> bool {
+    match want {
+        b"*" => !have.is_empty(),
+        b"#" => !have.is_empty() && have.iter().all(u8::is_ascii_digit),
+        _ if have == want => true,
+        // A pattern of our own with a wildcard (`ssh_host_*`).
+        _ if want.contains(&b'*') => glob_match(want, have),
+        _ if *globs < MAX_GLOBS
+            && have.iter().any(|b| matches!(b, b'*' | b'?' | b'['))
+            && have.iter().filter(|b| b.is_ascii_alphanumeric()).count() >= 2 =>
+        {
+            *globs += 1;
+            glob_match(have, want)
+        }
+        _ => false,
+    }
+}
+
+/// Resolved segments naming a sensitive file: the matched path.
+fn sensitive(
+    stack: &[(&[u8], bool)],
+    absolute: bool,
+    whole: bool,
+    globs: &mut usize,
+) -> Option<String> {
+    for (i, &(seg, sep_before)) in stack.iter().enumerate() {
+        for pattern in SENSITIVE {
+            let pattern = match pattern.split_first() {
+                Some((&b"/", rest)) if absolute && i == 0 => rest,
+                Some((&b"/", _)) => continue,
+                _ => pattern,
+            };
+            let Some(run) = stack.get(i..i + pattern.len()) else {
+                continue;
+            };
+            if run
+                .iter()
+                .zip(pattern.iter())
+                .all(|(&(have, _), want)| seg_matches(have, want, globs))
+            {
+                let path: Vec<String> = run.iter().map(|(s, _)| show(s)).collect();
+                return Some(format!("file={}", path.join("/")));
+            }
+        }
+        if (sep_before || whole)
+            && SENSITIVE_NAMES
+                .iter()
+                .any(|name| seg_matches(seg, name, globs))
+        {
+            return Some(format!("file={}", show(seg)));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flagged(s: &[u8]) -> Option<Detection> {
+        detect(s)
+    }
+
+    /// Attacks: each must be flagged.
+    const ATTACKS: &[&[u8]] = &[
+        // Climbing.
+        b"../../../etc/passwd",
+        b"..\\..\\..\\windows\\win.ini",
+        b"../x",
+        b"..",
+        b"foo/../../bar",
+        b"/var/www/../../../tmp/x",
+        b"./../config",
+        b"..;/..;/admin",
+        b"/app/..;/..;/WEB-INF/web.xml",
+        b"....//....//etc/hosts",
+        b"..././..././etc/hosts",
+        b".../.../WINDOWS/win.ini",
+        b"images/../../../../etc/shadow",
+        b"/static/../..",
+        b"file=../../../../etc/passwd",
+        b"/index.php?page=../../../etc/passwd",
+        b"..%2f..%2fetc%2fpasswd",
+        b"..%5c..%5cboot.ini",
+        b"%2e%2e/%2e%2e/etc/passwd",
+        b"..%c0%af..%c0%afetc/passwd",
+        b"..\xc0\xaf..\xc0\xafetc",
+        b"..%u2216..%u2216windows",
+        b"\xef\xbc\x8e\xef\xbc\x8e\xef\xbc\x8fsecret",
+        b"C:\\inetpub\\wwwroot\\..\\..\\..\\Windows\\win.ini",
+        // Sensitive files.
+        b"/etc/passwd",
+        b"/ETC/PASSWD",
+        b"/etc//./passwd",
+        b"/etc/x/../shadow",
+        b"etc/passwd",
+        b"/proc/self/environ",
+        b"/proc/1/cmdline",
+        b"c:\\windows\\win.ini",
+        b"C:/boot.ini",
+        b"c:\\boot.ini",
+        b"/home/user/.ssh/id_rsa",
+        b"/.htaccess",
+        b".htaccess",
+        b"/web.config",
+        b"WEB-INF/web.xml",
+        b"/.git/config",
+        b"/.env",
+        b"/var/log/apache2/access.log",
+        b"/proc/net/tcp",
+        b"/sys/class/net",
+        b"/root/.aws/credentials",
+        b"/etc/nginx/nginx.conf",
+        b"/etc/ssh/ssh_host_rsa_key",
+        b"/etc/pa*wd",
+        b"/e[t]c/passwd",
+        b"/etc/pass??",
+        // NUL truncation.
+        b"shell.php\x00.jpg",
+        b"../../etc/passwd\x00",
+        b"file\x00.png",
+        b"..%00/etc/passwd",
+        // Wrappers.
+        b"php://filter/convert.base64-encode/resource=index.php",
+        b"PHP://input",
+        b"file:///etc/passwd",
+        b"zip://shell.jpg#payload.php",
+        b"phar://uploads/x.phar/shell",
+        b"expect://id",
+        b"data://text/plain;base64,PD9waHAgcGhwaW5mbygpOyA/Pg==",
+        b"compress.zlib://file.gz",
+        b"jar:file:/tmp/x.jar!/",
+        b"?page=php://filter/resource=config",
+    ];
+
+    /// Benign inputs: none may be flagged.
+    const BENIGN: &[&[u8]] = &[
+        b"",
+        b"hello world",
+        b"wait...",
+        b"and so on..",
+        b"hmm... ok",
+        b"...",
+        b"1..5",
+        b"range 1..10 step 2",
+        b"a/b/../c",
+        b"docs/guide/../intro.md",
+        b"./images/logo.png",
+        b"images/logo.png",
+        b"/images/logo.png",
+        b"/static/css/app.css",
+        b"report.pdf",
+        b"archive.tar.gz",
+        b"my.file.name.txt",
+        b"https://example.com/path/to/page?x=1&y=2",
+        b"https://example.com/a/b/../c",
+        b"http://example.com/etc/passwords-guide",
+        b"mailto:john@example.com",
+        b"C:\\Users\\me\\Documents\\report.docx",
+        b"D:/data/export.csv",
+        b"Edit your .htaccess file to enable rewrites",
+        b"the web.config file",
+        b"We moved to /etc and then left",
+        b"my password is in the passwd manual",
+        b"data:image/png;base64,iVBORw0KGgo=",
+        b"file name: notes.txt",
+        b"time: 12:30",
+        b"ratio 16:9",
+        b"Version 2.0.1",
+        b"v1.2.3..v1.2.4",
+        b"git diff main...feature",
+        b"Q&A / FAQ",
+        b"and/or",
+        b"50% off",
+        b"100%",
+        b"%2e is a dot",
+        b"see section 3.2/4.1",
+        b"1/2 cup",
+        b"/api/v1/users/42",
+        b"/proc is a filesystem",
+        b"john.doe@example.com",
+        b"readme.md",
+        b".gitignore",
+        b"/var/www/html/index.html",
+        b"What? Really?",
+        b"https://example.com/search?q=etc",
+        b"src/rules/detect/path.rs",
+        b"/* a C comment */",
+        b"src/proc/mod.rs",
+        b"https://docs.rs/regex/*/regex/struct.Regex.html",
+        b"**bold/italic**",
+        b".../fonts/x.otf | Bin 0 -> 5524 bytes",
+        b"replace /etc/pam.conf with the new one",
+    ];
+
+    #[test]
+    fn attacks_are_flagged() {
+        let missed: Vec<String> = ATTACKS
+            .iter()
+            .filter(|a| flagged(a).is_none())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        assert!(missed.is_empty(), "missed attacks: {missed:#?}");
+        assert!(ATTACKS.len() >= 40);
+    }
+
+    #[test]
+    fn benign_inputs_pass() {
+        let wrong: Vec<(String, Detection)> = BENIGN
+            .iter()
+            .filter_map(|b| flagged(b).map(|d| (String::from_utf8_lossy(b).into_owned(), d)))
+            .collect();
+        assert!(wrong.is_empty(), "false positives: {wrong:#?}");
+        assert!(BENIGN.len() >= 40);
+    }
+
+    #[test]
+    fn details_say_what_fired() {
+        let d = flagged(b"../../../etc/passwd").expect("flagged");
+        assert_eq!(d.context, "path:traversal");
+        assert_eq!(d.detail, "climbs=3 via=..");
+        let d = flagged(b"....//....//x").expect("flagged");
+        assert_eq!(d.detail, "climbs=2 via=....");
+        let d = flagged(b"/etc/passwd").expect("flagged");
+        assert_eq!(d.context, "path:sensitive-file");
+        assert_eq!(d.detail, "file=etc/passwd");
+        let d = flagged(b"c:\\boot.ini").expect("flagged");
+        assert_eq!(d.detail, "file=boot.ini");
+        let d = flagged(b"php://filter/resource=x").expect("flagged");
+        assert_eq!(d.context, "path:wrapper");
+        assert_eq!(d.detail, "wrapper=php://");
+        let d = flagged(b"shell.php\x00.jpg").expect("flagged");
+        assert_eq!(d.context, "path:nul-byte");
+        assert_eq!(d.detail, "nul-byte after=shell.php");
+    }
+
+    #[test]
+    fn normalization() {
+        assert_eq!(normalize(b"A\\%2E%2f%5C%00%c0%AF%u002E"), b"a/.//\x00/.");
+        assert_eq!(normalize(b"%zz%"), b"%zz%");
+    }
+
+    #[test]
+    fn scan_is_capped() {
+        let mut long = vec![b'a'; MAX_SCAN];
+        long.extend_from_slice(b" ../../etc/passwd");
+        assert!(detect(&long).is_none(), "bytes past MAX_SCAN are not read");
+        long.drain(..100);
+        assert!(detect(&long).is_some());
+    }
+
+    /// Arbitrary bytes never panic (xorshift, no crates), with an alphabet
+    /// biased towards the bytes the tokenizer branches on.
+    #[test]
+    fn random_bytes_do_not_panic() {
+        const ALPHABET: &[u8] = b"./\\%;:?*[]=& \x00\xc0\xc1\xaf\xef\xbc\x8euetcpaswd2e5f0";
+        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..3000 {
+            let len = (next() % if round % 100 == 0 { 10_000 } else { 200 }) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        (r >> 8) as u8
+                    } else {
+                        ALPHABET[(r >> 8) as usize % ALPHABET.len()]
+                    }
+                })
+                .collect();
+            let _ = detect(&buf);
+        }
+    }
+}
