@@ -32,6 +32,16 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum RulesCmd {
+    /// Compile every pack in DIR (all paranoia levels) and run each rule's
+    /// inline `tests:` on every matcher backend; print a table; exit 0 or 1.
+    Test {
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Start the proxy listeners and the admin listener.
     Run {
@@ -52,6 +62,11 @@ enum Cmd {
             default_value = "config/portcullis.yaml"
         )]
         config: PathBuf,
+    },
+    /// Rule packs: run their inline tests.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
     },
     /// Serve the built-in echo upstream on its own (for trials and benchmarks).
     DemoUpstream {
@@ -85,17 +100,10 @@ fn init_tracing(cli: &Cli, level: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.cmd {
-        Cmd::Check { config } => match portcullis::config::load(config) {
-            Ok(_) => {
-                println!("{}: configuration OK", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(errs) => {
-                eprintln!("{errs}");
-                eprintln!("{}: {} error(s)", config.display(), errs.0.len());
-                ExitCode::FAILURE
-            }
-        },
+        Cmd::Check { config } => check(config),
+        Cmd::Rules {
+            cmd: RulesCmd::Test { dir },
+        } => rules_test(dir),
         Cmd::Run { config } => {
             let cfg = match portcullis::config::load(config) {
                 Ok(c) => c,
@@ -157,5 +165,133 @@ fn main() -> ExitCode {
                 }
             })
         }
+    }
+}
+
+/// `portcullis check`: the config, then every pack it names (compiled with
+/// the configured matcher, inline tests run), all errors at once.
+fn check(config: &std::path::Path) -> ExitCode {
+    let cfg = match portcullis::config::load(config) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!("{}: {} error(s)", config.display(), errs.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(waf) = &cfg.waf {
+        use portcullis::rules::load;
+        let packs = match load::load_packs(waf, config) {
+            Ok(p) => p,
+            Err(errs) => {
+                eprintln!("{errs}");
+                eprintln!(
+                    "{}: {} error(s) in rule packs",
+                    config.display(),
+                    errs.0.len()
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        match load::load(waf, config) {
+            Ok(Some(set)) => {
+                let (run, failures) = load::run_inline_tests(&packs, &set);
+                for f in &failures {
+                    eprintln!("{f}");
+                }
+                if !failures.is_empty() {
+                    eprintln!("{} of {run} inline rule tests failed", failures.len());
+                    return ExitCode::FAILURE;
+                }
+                println!(
+                    "{}: {} rules compiled ({} matcher, ruleset {}), {run} inline tests passed",
+                    config.display(),
+                    set.len(),
+                    set.backend(),
+                    set.hash()
+                );
+            }
+            Ok(None) => println!("{}: waf is off", config.display()),
+            Err(errs) => {
+                eprintln!("{errs}");
+                eprintln!(
+                    "{}: {} error(s) in rule packs",
+                    config.display(),
+                    errs.0.len()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{}: configuration OK", config.display());
+    ExitCode::SUCCESS
+}
+
+/// `portcullis rules test DIR`.
+fn rules_test(dir: &std::path::Path) -> ExitCode {
+    use portcullis::rules::engine::{EngineSettings, RuleSet};
+    use portcullis::rules::load;
+    use portcullis::rules::matcher::Backend;
+    let files = match load::pack_files(&["*.yaml".to_string()], dir) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut packs = Vec::new();
+    let mut bad = false;
+    for f in &files {
+        match portcullis::rules::schema::load_pack(f) {
+            Ok(p) => packs.push(p),
+            Err(e) => {
+                eprintln!("{e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        return ExitCode::FAILURE;
+    }
+    let mut backends = vec![Backend::Pure];
+    #[cfg(feature = "hyperscan")]
+    backends.insert(0, Backend::Hyperscan);
+    let mut failed = false;
+    println!(
+        "{:<28} {:>6} {:>8} {:>8}  matcher",
+        "pack", "rules", "tests", "failed"
+    );
+    for backend in backends {
+        let settings = EngineSettings {
+            paranoia: 4,
+            backend,
+            ..EngineSettings::default()
+        };
+        let set = match RuleSet::compile(&packs, &settings) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for p in &packs {
+            let (run, failures) = load::run_inline_tests(std::slice::from_ref(p), &set);
+            println!(
+                "{:<28} {:>6} {:>8} {:>8}  {backend}",
+                p.name,
+                p.rules.len(),
+                run,
+                failures.len()
+            );
+            for f in &failures {
+                eprintln!("  {f}");
+            }
+            failed |= !failures.is_empty();
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
