@@ -942,7 +942,11 @@ fn waf_config(errs: &mut Errs<'_>, w: &FileWaf) -> WafConfig {
         Some("hyperscan") => crate::rules::matcher::Backend::Hyperscan,
         Some(other) => {
             if let Some(m) = &w.matcher {
-                errs.at(m, "waf.matcher", format!("`{other}` is not available in this build (hyperscan, pure)"));
+                errs.at(
+                    m,
+                    "waf.matcher",
+                    format!("`{other}` is not available in this build (hyperscan, pure)"),
+                );
             }
             crate::rules::matcher::Backend::default()
         }
@@ -958,8 +962,17 @@ fn waf_config(errs: &mut Errs<'_>, w: &FileWaf) -> WafConfig {
         // `exclusions` of a pack, with line numbers kept by padding.
         let start = x.referenced.line() as usize;
         let lines: Vec<&str> = errs.text.lines().collect();
-        let key_line = (1..=start).rev().find(|&l| lines.get(l - 1).is_some_and(|s| s.trim_start().starts_with("exclusions:"))).unwrap_or(start);
-        let indent = lines.get(key_line - 1).map_or(0, |s| s.len() - s.trim_start().len());
+        let key_line = (1..=start)
+            .rev()
+            .find(|&l| {
+                lines
+                    .get(l - 1)
+                    .is_some_and(|s| s.trim_start().starts_with("exclusions:"))
+            })
+            .unwrap_or(start);
+        let indent = lines
+            .get(key_line - 1)
+            .map_or(0, |s| s.len() - s.trim_start().len());
         let mut out = "\n".repeat(key_line.saturating_sub(2));
         out.push_str("pack: config\n");
         for (i, l) in lines.iter().enumerate().skip(key_line - 1) {

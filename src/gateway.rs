@@ -38,7 +38,10 @@ use crate::config::{Config, RouteConfig};
 use crate::framing::ConnShared;
 use crate::metrics::Metrics;
 use crate::request_id;
-use crate::respond::{Reject, reject_response, wants_html};
+use crate::request_view::{RequestView, ViewLimits};
+use crate::respond::{BlockInfo, Reject, reject_response, wants_html};
+use crate::rules::engine::{EngineScratch, Field, RequestFacts, RuleSet, Verdict};
+use crate::rules::schema::{Mode, TargetKind};
 use crate::upstream::{self, ForwardInfo, Resolved, UpstreamClient};
 
 /// Everything derived from one configuration; swapped whole on reload so a
@@ -50,6 +53,17 @@ pub struct Snapshot {
     pub clients: Vec<UpstreamClient>,
     pub default_upstream: Resolved,
     pub routes: Vec<(RouteConfig, Resolved)>,
+    /// The compiled rule set; `None` without a `waf` section or with `mode: off`.
+    pub rules: Option<Arc<RuleSet>>,
+}
+
+/// Why a configuration could not become a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{0}")]
+    Rules(#[from] crate::config::ConfigErrors),
+    #[error("{0}")]
+    Other(String),
 }
 
 impl Snapshot {
@@ -58,15 +72,19 @@ impl Snapshot {
         cfg: Config,
         echo: Option<SocketAddr>,
         workers: usize,
-    ) -> Result<Snapshot, String> {
-        let default_upstream = Resolved::from_target(&cfg.upstream.target, echo)
-            .ok_or("the built-in echo upstream is not running")?;
+    ) -> Result<Snapshot, SnapshotError> {
+        let no_echo = || SnapshotError::Other("the built-in echo upstream is not running".into());
+        let default_upstream =
+            Resolved::from_target(&cfg.upstream.target, echo).ok_or_else(no_echo)?;
         let mut routes = Vec::new();
         for r in &cfg.routes {
-            let t = Resolved::from_target(&r.target, echo)
-                .ok_or("the built-in echo upstream is not running")?;
+            let t = Resolved::from_target(&r.target, echo).ok_or_else(no_echo)?;
             routes.push((r.clone(), t));
         }
+        let rules = match &cfg.waf {
+            Some(w) => crate::rules::load::load(w, &cfg.path)?.map(Arc::new),
+            None => None,
+        };
         let clients = (0..workers.max(1))
             .map(|_| upstream::build_client(&cfg.upstream))
             .collect();
@@ -75,6 +93,7 @@ impl Snapshot {
             clients,
             default_upstream,
             routes,
+            rules,
         })
     }
 }
@@ -162,6 +181,8 @@ impl Gateway {
             bytes: 0,
             upstream: None,
             reason: None,
+            waf: None,
+            inspection_truncated: false,
         };
 
         let (status, body) = match self
@@ -213,9 +234,13 @@ impl Gateway {
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
 
-        // phase: read_body
+        // phase: read_body (up to inspect_body_bytes when rules inspect it)
         let fwd_body = self.read_body(snap, body).await?;
-        // phase: body rules and decide plug in here.
+
+        // phase: inspect + decide
+        if let Some(rules) = &snap.rules {
+            self.inspect(snap, rules, &parts, &fwd_body, rec)?;
+        }
 
         // phase: forward
         let mut resp = self
@@ -260,7 +285,13 @@ impl Gateway {
             min_rate: l.min_body_rate,
             min_rate_grace: l.min_body_rate_grace,
         };
-        match read_prefix(body, limits, l.body_buffer_bytes).await {
+        // With rules, the whole inspected prefix is read before deciding.
+        let buffer = if snap.rules.is_some() {
+            l.body_buffer_bytes.max(l.inspect_body_bytes)
+        } else {
+            l.body_buffer_bytes
+        };
+        match read_prefix(body, limits, buffer).await {
             Ok(Prefix::Complete(b)) if b.is_empty() => Ok(ForwardBody::Empty),
             Ok(Prefix::Complete(b)) => Ok(ForwardBody::Full(Some(b))),
             Ok(Prefix::Partial { chunks, rest }) => Ok(ForwardBody::Stream {
@@ -269,6 +300,143 @@ impl Gateway {
             }),
             Err(e) => Err(body_reject(&e)),
         }
+    }
+
+    /// phase: inspect + decide — the request view, the rule engine, the verdict.
+    fn inspect(
+        &self,
+        snap: &Snapshot,
+        rules: &RuleSet,
+        parts: &Parts,
+        body: &ForwardBody,
+        rec: &mut LogRecord,
+    ) -> Result<(), Reject> {
+        let t0 = Instant::now();
+        let l = &snap.cfg.limits;
+        let waf = snap.cfg.waf.as_ref();
+        let (bytes, truncated) = match body {
+            ForwardBody::Empty => (Bytes::new(), false),
+            ForwardBody::Full(b) => (b.clone().unwrap_or_default(), false),
+            ForwardBody::Stream { chunks, .. } => {
+                let mut b = bytes::BytesMut::with_capacity(l.inspect_body_bytes);
+                for c in chunks {
+                    let room = l.inspect_body_bytes.saturating_sub(b.len());
+                    b.extend_from_slice(&c[..c.len().min(room)]);
+                }
+                (b.freeze(), true)
+            }
+        };
+        if truncated {
+            match l.over_inspect_limit {
+                crate::config::OverInspectLimit::Block => return Err(Reject::OverInspectLimit),
+                crate::config::OverInspectLimit::Pass => rec.inspection_truncated = true,
+            }
+        }
+        let vl = ViewLimits {
+            max_body: l.inspect_body_bytes,
+            ..ViewLimits::default()
+        };
+        let view = if truncated {
+            RequestView::build_prefix(parts, bytes, &vl)
+        } else {
+            RequestView::build_bytes(parts, bytes, &vl)
+        }
+        .map_err(|e| Reject::Unprocessable {
+            status: e.status(),
+            reason: e.reason(),
+        })?;
+        let mut fields = Vec::with_capacity(view.fields().len());
+        for f in view.fields() {
+            if let Some(kind) = view_kind(f.kind) {
+                fields.push(Field {
+                    kind,
+                    name: &f.name,
+                    value: &f.value,
+                });
+            }
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .map_or("", upstream::strip_port);
+        let facts = RequestFacts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            host,
+        };
+        let ev = ENGINE_SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => rules.evaluate(&fields, &facts, &mut s),
+            Err(_) => rules.evaluate(&fields, &facts, &mut EngineScratch::default()),
+        });
+        self.metrics
+            .inspection_duration
+            .observe(t0.elapsed().as_secs_f64());
+        for h in &ev.hits {
+            let mode = match h.mode {
+                Mode::Block => "block",
+                Mode::Detect => "detect",
+                Mode::Shadow => "shadow",
+            };
+            self.metrics
+                .rule_hits
+                .with_label_values(&[&h.pack, mode])
+                .inc();
+        }
+        let family = ev
+            .hits
+            .iter()
+            .find(|h| h.mode == Mode::Block)
+            .or(ev.hits.first())
+            .map(|h| h.pack.clone());
+        let mut summary = WafSummary {
+            action: "pass",
+            score: ev.score.max(ev.detect_score),
+            rule_ids: ev.hits.iter().map(|h| h.rule_id).collect(),
+        };
+        summary.rule_ids.sort_unstable();
+        summary.rule_ids.dedup();
+        let block_info = |reason: &'static str, rule_ids: Vec<u32>| {
+            Reject::Blocked(Box::new(BlockInfo {
+                status: waf.map_or(403, |w| w.block_status),
+                rule_ids,
+                expose: waf.is_some_and(|w| w.expose_rule_ids),
+                body: waf.and_then(|w| w.block_body.clone()),
+                reason,
+            }))
+        };
+        if !ev.errors.is_empty() {
+            // Not inspected is not clean: fail closed.
+            tracing::warn!(errors = ?ev.errors, "request could not be inspected; blocking");
+            summary.action = "block";
+            rec.waf = Some(summary);
+            self.metrics
+                .blocked
+                .with_label_values(&["inspection_error"])
+                .inc();
+            return Err(block_info("inspection_error", Vec::new()));
+        }
+        if ev.verdict == Verdict::Block {
+            summary.action = "block";
+            rec.waf = Some(summary);
+            self.metrics
+                .blocked
+                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
+                .inc();
+            return Err(block_info("rules", ev.blocking_rule_ids()));
+        }
+        if ev.detect_score >= rules.threshold() && rules.threshold() > 0 {
+            summary.action = "detect";
+            self.metrics
+                .would_block
+                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
+                .inc();
+        }
+        if !summary.rule_ids.is_empty() {
+            rec.waf = Some(summary);
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -582,6 +750,16 @@ pub struct LogRecord {
     bytes: u64,
     upstream: Option<Duration>,
     reason: Option<&'static str>,
+    waf: Option<WafSummary>,
+    inspection_truncated: bool,
+}
+
+/// What the rule engine decided, for the access line.
+pub struct WafSummary {
+    /// `block`, `detect` (would have blocked) or `pass` (hits below threshold).
+    action: &'static str,
+    score: u32,
+    rule_ids: Vec<u32>,
 }
 
 struct LogGuard {
@@ -636,6 +814,23 @@ fn access_line(s: &mut String, r: &LogRecord, took: Duration) {
         s.push_str(",\"reason\":");
         push_json_str(s, reason);
     }
+    if let Some(w) = &r.waf {
+        let _ = write!(
+            s,
+            ",\"waf_action\":\"{}\",\"waf_score\":{},\"waf_rules\":[",
+            w.action, w.score
+        );
+        for (i, id) in w.rule_ids.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{id}");
+        }
+        s.push(']');
+    }
+    if r.inspection_truncated {
+        s.push_str(",\"inspection_truncated\":true");
+    }
     if let Some(ua) = r.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
         s.push_str(",\"user_agent\":");
         push_json_str(s, ua);
@@ -647,4 +842,14 @@ fn access_line(s: &mut String, r: &LogRecord, took: Duration) {
 fn push_millis(s: &mut String, d: Duration) {
     let us = d.as_micros();
     let _ = write!(s, "{}.{:03}", us / 1000, us % 1000);
+}
+
+thread_local! {
+    /// Per-worker matcher scratch (each worker is a single-threaded event loop).
+    static ENGINE_SCRATCH: std::cell::RefCell<EngineScratch> = std::cell::RefCell::new(EngineScratch::default());
+}
+
+/// The rule target of a request-view field (`None`: not a rule target).
+fn view_kind(k: crate::request_view::TargetKind) -> Option<TargetKind> {
+    TargetKind::parse(k.as_str())
 }

@@ -24,6 +24,13 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     pub access_log_dropped: IntCounter,
     pub config_reloads: IntCounterVec,
+    pub rules_reloads: IntCounterVec,
+    pub ruleset_info: IntGaugeVec,
+    pub rules_loaded: IntGauge,
+    pub blocked: IntCounterVec,
+    pub would_block: IntCounterVec,
+    pub rule_hits: IntCounterVec,
+    pub inspection_duration: Histogram,
 }
 
 impl Metrics {
@@ -92,6 +99,59 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let rules_reloads = IntCounterVec::new(
+            Opts::new(
+                "portcullis_rules_reload_total",
+                "Rule set reloads (with the configuration), by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let ruleset_info = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_ruleset_info",
+                "The rule set in force (1 for its hash)",
+            ),
+            &["hash"],
+        )
+        .expect("valid metric");
+        let rules_loaded = IntGauge::new(
+            "portcullis_rules_loaded",
+            "Rules compiled in the rule set in force",
+        )
+        .expect("valid metric");
+        let blocked = IntCounterVec::new(
+            Opts::new(
+                "portcullis_blocked_requests_total",
+                "Requests blocked by the rule engine, by rule family (pack)",
+            ),
+            &["rule_type"],
+        )
+        .expect("valid metric");
+        let would_block = IntCounterVec::new(
+            Opts::new(
+                "portcullis_detect_only_total",
+                "Requests that would have been blocked (detect mode), by rule family",
+            ),
+            &["rule_type"],
+        )
+        .expect("valid metric");
+        let rule_hits = IntCounterVec::new(
+            Opts::new(
+                "portcullis_rule_hits_total",
+                "Rule matches, by rule family and mode",
+            ),
+            &["rule_type", "mode"],
+        )
+        .expect("valid metric");
+        let inspection_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "portcullis_inspection_duration_seconds",
+                "Time spent building the request view and evaluating rules",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("portcullis_build_info", "Build information (always 1)"),
             &["version"],
@@ -111,6 +171,13 @@ impl Metrics {
             Box::new(connections_refused.clone()),
             Box::new(access_log_dropped.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(rules_reloads.clone()),
+            Box::new(ruleset_info.clone()),
+            Box::new(rules_loaded.clone()),
+            Box::new(blocked.clone()),
+            Box::new(would_block.clone()),
+            Box::new(rule_hits.clone()),
+            Box::new(inspection_duration.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -126,12 +193,28 @@ impl Metrics {
             connections_refused,
             access_log_dropped,
             config_reloads,
+            rules_reloads,
+            ruleset_info,
+            rules_loaded,
+            blocked,
+            would_block,
+            rule_hits,
+            inspection_duration,
         }
     }
 
     pub fn count_status(&self, status: u16) {
         let i = (status / 100).clamp(1, 5) as usize - 1;
         self.by_class[i].inc();
+    }
+
+    /// Publishes the identity of the rule set now in force.
+    pub fn set_ruleset(&self, hash: Option<&str>, rules: usize) {
+        self.ruleset_info.reset();
+        if let Some(h) = hash {
+            self.ruleset_info.with_label_values(&[h]).set(1);
+        }
+        self.rules_loaded.set(rules as i64);
     }
 
     /// Prometheus text exposition of every registered family.

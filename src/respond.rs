@@ -19,15 +19,42 @@ pub enum Reject {
     PayloadTooLarge,
     RequestTimeout(&'static str),
     MethodNotAllowed,
+    /// The request body could not be parsed for inspection (view error).
+    Unprocessable {
+        status: u16,
+        reason: &'static str,
+    },
+    /// The body is larger than `inspect_body_bytes` and the policy is `block`.
+    OverInspectLimit,
+    /// The rule engine blocked the request.
+    Blocked(Box<BlockInfo>),
     UpstreamUnavailable,
     UpstreamTimeout,
     BadGateway(&'static str),
     ServiceUnavailable,
 }
 
+/// What a WAF block answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub status: u16,
+    pub rule_ids: Vec<u32>,
+    /// Put `rule_ids` in the body (`waf.expose_rule_ids`).
+    pub expose: bool,
+    /// Custom body (`waf.block_body`).
+    pub body: Option<String>,
+    /// `inspection_error` when the request could not be inspected (fail closed).
+    pub reason: &'static str,
+}
+
 impl Reject {
     pub fn status(&self) -> StatusCode {
         match self {
+            Reject::Unprocessable { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            Reject::OverInspectLimit => StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::Blocked(b) => StatusCode::from_u16(b.status).unwrap_or(StatusCode::FORBIDDEN),
             Reject::BadRequest(_) => StatusCode::BAD_REQUEST,
             Reject::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reject::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -44,6 +71,11 @@ impl Reject {
     /// Stable code for the JSON body and the `reason` label of metrics.
     pub fn code(&self) -> &'static str {
         match self {
+            Reject::Unprocessable { status: 413, .. } => "payload_too_large",
+            Reject::Unprocessable { status: 415, .. } => "unsupported_media_type",
+            Reject::Unprocessable { .. } => "bad_request",
+            Reject::OverInspectLimit => "payload_too_large",
+            Reject::Blocked(_) => "forbidden",
             Reject::BadRequest(_) => "bad_request",
             Reject::HeadersTooLarge(_) => "request_header_fields_too_large",
             Reject::UriTooLong => "uri_too_long",
@@ -60,6 +92,9 @@ impl Reject {
     /// Detail for logs and the response (`reason`).
     pub fn reason(&self) -> &'static str {
         match self {
+            Reject::Unprocessable { reason, .. } => reason,
+            Reject::OverInspectLimit => "over_inspect_limit",
+            Reject::Blocked(b) => b.reason,
             Reject::BadRequest(r)
             | Reject::HeadersTooLarge(r)
             | Reject::RequestTimeout(r)
@@ -74,6 +109,8 @@ impl Reject {
         matches!(
             self,
             Reject::BadRequest(_)
+                | Reject::Unprocessable { .. }
+                | Reject::OverInspectLimit
                 | Reject::HeadersTooLarge(_)
                 | Reject::UriTooLong
                 | Reject::PayloadTooLarge
@@ -90,7 +127,16 @@ pub fn reject_response(
 ) -> Response<Bytes> {
     let status = reject.status();
     let rid = request_id.to_str().unwrap_or("");
-    let (ctype, body) = if wants_html {
+    let (ctype, body) = if let Reject::Blocked(b) = reject
+        && let Some(custom) = &b.body
+    {
+        let ctype = if custom.trim_start().starts_with('<') {
+            "text/html; charset=utf-8"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        (ctype, custom.replace("{request_id}", rid))
+    } else if wants_html {
         let title = status.canonical_reason().unwrap_or("Error");
         let html = format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
@@ -104,10 +150,24 @@ pub fn reject_response(
         let mut s = String::with_capacity(96);
         s.push_str("{\"error\":");
         push_json_str(&mut s, reject.code());
-        s.push_str(",\"reason\":");
-        push_json_str(&mut s, reject.reason());
+        if !matches!(reject, Reject::Blocked(_)) {
+            s.push_str(",\"reason\":");
+            push_json_str(&mut s, reject.reason());
+        }
         s.push_str(",\"request_id\":");
         push_json_str(&mut s, rid);
+        if let Reject::Blocked(b) = reject
+            && b.expose
+        {
+            s.push_str(",\"rule_ids\":[");
+            for (i, id) in b.rule_ids.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(&id.to_string());
+            }
+            s.push(']');
+        }
         s.push_str("}\n");
         ("application/json", s)
     };

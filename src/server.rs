@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::accesslog::{AccessLog, AccessLogOptions};
 use crate::config::{Config, ConfigErrors, Limits, UpstreamTarget};
 use crate::framing::{ConnShared, GuardedIo};
-use crate::gateway::{ConnInfo, Gateway, Snapshot};
+use crate::gateway::{ConnInfo, Gateway, Snapshot, SnapshotError};
 use crate::metrics::Metrics;
 use crate::tls::CertStore;
 use crate::{admin, demo};
@@ -76,6 +76,18 @@ impl Reloader {
             .config_reloads
             .with_label_values(&[label])
             .inc();
+        self.gw
+            .metrics
+            .rules_reloads
+            .with_label_values(&[label])
+            .inc();
+        if r.is_ok() {
+            let snap = self.gw.snapshot();
+            self.gw.metrics.set_ruleset(
+                snap.rules.as_ref().map(|r| r.hash()),
+                snap.rules.as_ref().map_or(0, |r| r.len()),
+            );
+        }
         match &r {
             Ok(()) => tracing::info!("configuration reloaded"),
             Err(e) => {
@@ -124,8 +136,15 @@ impl Reloader {
                 "`workers` changes take effect only after a restart"
             );
         }
-        let snap =
-            Snapshot::build(cfg, self.gw.echo_addr, self.gw.workers).map_err(ReloadError::Other)?;
+        // Compiling rules (Hyperscan) is CPU work: keep it off the control loop.
+        let (echo, workers) = (self.gw.echo_addr, self.gw.workers);
+        let snap = tokio::task::spawn_blocking(move || Snapshot::build(cfg, echo, workers))
+            .await
+            .map_err(|e| ReloadError::Other(e.to_string()))?
+            .map_err(|e| match e {
+                SnapshotError::Rules(c) => ReloadError::Config(c),
+                SnapshotError::Other(m) => ReloadError::Other(m),
+            })?;
         for (store, tls) in staged {
             store.reload(&tls).map_err(ReloadError::Other)?;
         }
@@ -249,7 +268,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let admin_listen = cfg.admin.listen;
     let limits = cfg.limits.clone();
     let workers = cfg.workers;
-    let snapshot = Snapshot::build(cfg, echo_addr, workers).map_err(StartError::Snapshot)?;
+    let snapshot = Snapshot::build(cfg, echo_addr, workers)
+        .map_err(|e| StartError::Snapshot(e.to_string()))?;
+    metrics.set_ruleset(
+        snapshot.rules.as_ref().map(|r| r.hash()),
+        snapshot.rules.as_ref().map_or(0, |r| r.len()),
+    );
     let gw = Arc::new(Gateway::new(snapshot, metrics, access_log, echo_addr));
 
     // Bind every listener once per worker with SO_REUSEPORT (the kernel

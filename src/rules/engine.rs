@@ -334,6 +334,11 @@ impl RuleSet {
         self.backend
     }
 
+    /// The inbound anomaly threshold.
+    pub fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
     /// Evaluates the request-phase rules against `fields`.
     pub fn evaluate(
         &self,
