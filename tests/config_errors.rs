@@ -67,8 +67,8 @@ upstream:
 limits:
   max_header_bytes: 16KiB
   max_body_byts: 10MiB
-waf:
-  mode: block
+redis:
+  url: redis://127.0.0.1:6379
 admin:
   listen: \"127.0.0.1:0\"
 ";
@@ -95,7 +95,7 @@ fn check_lists_every_error_with_file_line_and_column() {
             "limits.max_body_byts",
             "unknown field `max_body_byts`",
         ),
-        (10, 1, "waf", "not supported yet"),
+        (10, 1, "redis", "not supported yet"),
     ];
     assert_eq!(errors.len(), expected.len(), "{stderr}");
     for (line, (l, c, key, msg)) in errors.iter().zip(expected) {
