@@ -316,7 +316,18 @@ impl Gateway {
         let waf = snap.cfg.waf.as_ref();
         let (bytes, truncated) = match body {
             ForwardBody::Empty => (Bytes::new(), false),
-            ForwardBody::Full(b) => (b.clone().unwrap_or_default(), false),
+            ForwardBody::Full(b) => {
+                let b = b.clone().unwrap_or_default();
+                let over = b.len() > l.inspect_body_bytes;
+                (
+                    if over {
+                        b.slice(..l.inspect_body_bytes)
+                    } else {
+                        b
+                    },
+                    over,
+                )
+            }
             ForwardBody::Stream { chunks, .. } => {
                 let mut b = bytes::BytesMut::with_capacity(l.inspect_body_bytes);
                 for c in chunks {

@@ -1,0 +1,287 @@
+//! The rule engine on the request path: blocking, passing, detect mode,
+//! exclusions, body parsing (JSON, multipart, gzip), the inspection limit,
+//! and hot reload keeping the old rule set when a pack is broken.
+
+mod common;
+use common::*;
+
+use std::io::Write;
+
+const PACK: &str = r#"pack: test
+rules:
+  - id: 942100
+    name: SQL injection (lexer)
+    severity: critical
+    targets: [args, json, cookies]
+    transforms: [url_decode_uni]
+    match: {sqli: true}
+    tags: [attack-sqli]
+    tests: {match: ["1' OR '1'='1"], no_match: ["O'Reilly"]}
+  - id: 941100
+    name: XSS (tokenizer)
+    severity: critical
+    targets: [args, json]
+    transforms: [url_decode_uni, html_entity_decode]
+    match: {xss: true}
+    tags: [attack-xss]
+    tests: {match: ["<script>alert(1)</script>"], no_match: ["a < b"]}
+  - id: 913100
+    name: scanner user agent
+    severity: critical
+    targets: ["headers:user-agent"]
+    match: {phrases: [sqlmap, nikto], caseless: true}
+    tests: {match: ["sqlmap/1.7"], no_match: ["Mozilla/5.0"]}
+"#;
+
+/// A gateway in front of a recording upstream with `PACK` and extra `waf` keys.
+fn start(waf_extra: &str, limits: &str) -> (Upstream, Gateway) {
+    let up = Upstream::start();
+    let dir = TempDir::new("waf");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
+    let cfg = format!(
+        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{}\"\nwaf:\n  rules: [\"rules/*.yaml\"]\n  expose_rule_ids: true\n{waf_extra}{limits}",
+        up.addr
+    );
+    (up, Gateway::start_in(dir, &cfg))
+}
+
+fn get(gw: &Gateway, target: &str, headers: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let req =
+        format!("GET {target} HTTP/1.1\r\nHost: app.test\r\n{headers}Connection: close\r\n\r\n");
+    parse_response(&raw_exchange(gw.proxy, req.as_bytes()))
+}
+
+fn post(
+    gw: &Gateway,
+    ctype: &str,
+    extra: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = format!(
+        "POST /submit HTTP/1.1\r\nHost: app.test\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    parse_response(&raw_exchange(gw.proxy, &req))
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn sqli_in_query_is_403_and_names_the_rule_while_oreilly_passes() {
+    let (up, gw) = start("", "");
+    let (status, headers, body) = get(&gw, "/?id=1'%20OR%201=1--", "");
+    assert_eq!(status, 403);
+    let v = json(&body);
+    assert_eq!(v["error"], "forbidden");
+    assert_eq!(v["rule_ids"], serde_json::json!([942100]));
+    assert_eq!(
+        v["request_id"].as_str(),
+        header_of(&headers, "x-request-id")
+    );
+    assert!(up.saw_nothing(), "a blocked request is not forwarded");
+
+    assert_eq!(get(&gw, "/?q=O'Reilly", "").0, 200);
+    assert_eq!(get(&gw, "/search?q=Rock%20'n'%20Roll&page=2", "").0, 200);
+    assert_eq!(up.requests().len(), 2);
+}
+
+#[test]
+fn json_bodies_are_inspected_and_prose_passes() {
+    let (up, gw) = start("", "");
+    let (status, _, _) = post(
+        &gw,
+        "application/json",
+        "",
+        br#"{"q":"<script>alert(1)</script>"}"#,
+    );
+    assert_eq!(status, 403);
+    let prose = br#"{"comment":"I select the union of both lists, as O'Reilly's SQL book says; 1 or 2 chapters","tags":["sql","books"]}"#;
+    assert_eq!(post(&gw, "application/json", "", prose).0, 200);
+    // The upstream received the prose body byte-exact.
+    assert_eq!(up.requests()[0].body, prose);
+}
+
+#[test]
+fn headers_cookies_and_multipart_fields_are_targets() {
+    let (_up, gw) = start("", "");
+    assert_eq!(get(&gw, "/", "User-Agent: sqlmap/1.7.2#stable\r\n").0, 403);
+    assert_eq!(
+        get(&gw, "/", "Cookie: session=abc; pref=1' or '1'='1\r\n").0,
+        403
+    );
+    let mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\n\"><svg/onload=alert(1)>\r\n--XyZ--\r\n";
+    assert_eq!(
+        post(&gw, "multipart/form-data; boundary=XyZ", "", mp).0,
+        403
+    );
+    let ok = b"--XyZ\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nhello there\r\n--XyZ--\r\n";
+    assert_eq!(
+        post(&gw, "multipart/form-data; boundary=XyZ", "", ok).0,
+        200
+    );
+}
+
+#[test]
+fn malformed_multipart_is_400_and_not_forwarded() {
+    let (up, gw) = start("", "");
+    // Data outside the parts (a preamble) is ambiguous between parsers.
+    let mp = b"junk\r\n--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n--XyZ--\r\n";
+    let (status, _, body) = post(&gw, "multipart/form-data; boundary=XyZ", "", mp);
+    assert_eq!(status, 400);
+    assert!(
+        json(&body)["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("multipart"),
+        "{:?}",
+        json(&body)
+    );
+    assert!(up.saw_nothing());
+}
+
+#[test]
+fn gzip_request_bodies_are_decompressed_and_inspected() {
+    let (_up, gw) = start("", "");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(b"q=1'%20or%20'1'%3D'1").unwrap();
+    let gz = enc.finish().unwrap();
+    let (status, _, _) = post(
+        &gw,
+        "application/x-www-form-urlencoded",
+        "Content-Encoding: gzip\r\n",
+        &gz,
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn detect_mode_forwards_and_logs_what_it_would_block() {
+    let (up, gw) = start("  mode: detect\n", "");
+    assert_eq!(get(&gw, "/?id=1'%20OR%201=1--", "").0, 200);
+    assert_eq!(up.requests().len(), 1);
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        let log = gw.access_log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("\"waf_action\":\"detect\""))
+        {
+            assert!(line.contains("\"waf_rules\":[942100]"), "{line}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no detect line in {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn config_exclusions_disable_a_rule_on_one_path_and_target() {
+    let excl = "  exclusions:\n    - when: {path: /api/comments, method: GET}\n      disable: {ids: [942100], targets: [\"args:body\"]}\n";
+    let (_up, gw) = start(excl, "");
+    assert_eq!(get(&gw, "/api/comments?body=1'%20OR%201=1--", "").0, 200);
+    assert_eq!(get(&gw, "/api/comments?other=1'%20OR%201=1--", "").0, 403);
+    assert_eq!(get(&gw, "/api/other?body=1'%20OR%201=1--", "").0, 403);
+}
+
+#[test]
+fn bodies_over_the_inspection_limit_are_413_unless_configured_to_pass() {
+    let big = vec![b'a'; 5000];
+    let (up, gw) = start("", "limits:\n  inspect_body_bytes: 4096\n");
+    assert_eq!(post(&gw, "text/plain", "", &big).0, 413);
+    assert!(up.saw_nothing());
+
+    let (up, gw) = start(
+        "",
+        "limits:\n  inspect_body_bytes: 4096\n  over_inspect_limit: pass\n",
+    );
+    assert_eq!(post(&gw, "text/plain", "", &big).0, 200);
+    assert_eq!(up.requests()[0].body.len(), 5000);
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while !gw.access_log().contains("\"inspection_truncated\":true") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no inspection_truncated in the access log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_broken_pack_on_reload_leaves_the_old_rule_set_serving() {
+    let (_up, gw) = start("", "");
+    let pack = gw.config_path.parent().unwrap().join("rules/test.yaml");
+    std::fs::write(
+        &pack,
+        PACK.replace("match: {sqli: true}", "match: {regex: \"(unclosed\"}"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let line = gw.wait_log("reload rejected");
+    assert!(
+        line.contains("test.yaml"),
+        "the error names the pack: {line}"
+    );
+    assert_eq!(
+        get(&gw, "/?id=1'%20OR%201=1--", "").0,
+        403,
+        "old rules still serve"
+    );
+
+    // The admin API reports the same failure with file and line.
+    let m = String::from_utf8_lossy(&raw_exchange(
+        gw.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ))
+    .into_owned();
+    assert!(
+        m.contains("portcullis_rules_reload_total{result=\"failure\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("portcullis_rules_loaded 3"), "{m}");
+
+    // A fixed pack reloads and the new rule set takes over.
+    std::fs::write(
+        &pack,
+        PACK.replace("sqlmap, nikto", "sqlmap, nikto, evilbot"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    gw.wait_log("configuration reloaded");
+    assert_eq!(get(&gw, "/", "User-Agent: EvilBot/2\r\n").0, 403);
+}
+
+#[test]
+fn check_runs_inline_tests_and_reports_failures_with_location() {
+    let dir = TempDir::new("waf-check");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/test.yaml"),
+        PACK.replace("no_match: [\"O'Reilly\"]", "no_match: [\"1 OR 1=1\"]"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "upstream:\n  url: builtin:echo\nwaf:\n  rules: [\"rules/*.yaml\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("test.yaml:3: rule 942100: expected no match on \"1 OR 1=1\""),
+        "{err}"
+    );
+}
