@@ -39,6 +39,30 @@ enum RulesCmd {
         #[arg(default_value = "rules")]
         dir: PathBuf,
     },
+    /// Show every rule that matches a request: target, transforms, excerpt,
+    /// score, and the verdict, with the rule set of the configuration.
+    Explain {
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "config/portcullis.yaml"
+        )]
+        config: PathBuf,
+        /// A raw HTTP/1.1 request in a file (request line, headers, body).
+        #[arg(long, conflicts_with_all = ["url", "method", "header", "body"])]
+        request: Option<PathBuf>,
+        /// Target URI (path and query), e.g. "/search?q=1' OR 1=1--".
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A header as "Name: value" (repeatable).
+        #[arg(long)]
+        header: Vec<String>,
+        #[arg(long)]
+        body: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +128,24 @@ fn main() -> ExitCode {
         Cmd::Rules {
             cmd: RulesCmd::Test { dir },
         } => rules_test(dir),
+        Cmd::Rules {
+            cmd:
+                RulesCmd::Explain {
+                    config,
+                    request,
+                    url,
+                    method,
+                    header,
+                    body,
+                },
+        } => explain(
+            config,
+            request.as_deref(),
+            url.as_deref(),
+            method,
+            header,
+            body.as_deref(),
+        ),
         Cmd::Run { config } => {
             let cfg = match portcullis::config::load(config) {
                 Ok(c) => c,
@@ -294,4 +336,175 @@ fn rules_test(dir: &std::path::Path) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `portcullis rules explain`.
+fn explain(
+    config: &std::path::Path,
+    request: Option<&std::path::Path>,
+    url: Option<&str>,
+    method: &str,
+    headers: &[String],
+    body: Option<&str>,
+) -> ExitCode {
+    use portcullis::request_view::{RequestView, ViewLimits};
+    use portcullis::rules::engine::{EngineScratch, Field, RequestFacts, Verdict};
+    use portcullis::rules::schema::TargetKind;
+    let cfg = match portcullis::config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(waf) = &cfg.waf else {
+        eprintln!(
+            "{}: no `waf` section: no rules to explain",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let set = match portcullis::rules::load::load(waf, config) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!("waf is off");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Build the request from a raw file or from the flags.
+    let raw: Vec<u8> = match request {
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => {
+            let mut r = format!("{method} {} HTTP/1.1\r\n", url.unwrap_or("/"));
+            if !headers
+                .iter()
+                .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+            {
+                r.push_str("Host: localhost\r\n");
+            }
+            for h in headers {
+                r.push_str(h);
+                r.push_str("\r\n");
+            }
+            if let Some(b) = body {
+                r.push_str(&format!("Content-Length: {}\r\n", b.len()));
+            }
+            r.push_str("\r\n");
+            r.push_str(body.unwrap_or(""));
+            r.into_bytes()
+        }
+    };
+    let mut hbuf = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut hbuf);
+    let head_len = match req.parse(&raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            eprintln!("incomplete request head (a blank line ends the headers)");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("malformed request: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut b = http::Request::builder()
+        .method(req.method.unwrap_or("GET"))
+        .uri(req.path.unwrap_or("/"));
+    for h in req.headers.iter() {
+        b = b.header(h.name, h.value);
+    }
+    let parts = match b.body(()) {
+        Ok(r) => r.into_parts().0,
+        Err(e) => {
+            eprintln!("invalid request: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let vl = ViewLimits {
+        max_body: cfg.limits.inspect_body_bytes,
+        ..ViewLimits::default()
+    };
+    let view = match RequestView::build(&parts, &raw[head_len..], &vl) {
+        Ok(v) => v,
+        Err(e) => {
+            println!(
+                "verdict: {} {} (the body cannot be inspected)",
+                e.status(),
+                e.reason()
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    let fields: Vec<Field<'_>> = view
+        .fields()
+        .iter()
+        .filter_map(|f| {
+            TargetKind::parse(f.kind.as_str()).map(|kind| Field {
+                kind,
+                name: &f.name,
+                value: &f.value,
+            })
+        })
+        .collect();
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let facts = RequestFacts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        host,
+    };
+    let ev = set.evaluate(&fields, &facts, &mut EngineScratch::default());
+    println!(
+        "rule set {} ({} rules, {} matcher, paranoia {}, threshold {})",
+        set.hash(),
+        set.len(),
+        set.backend(),
+        waf.paranoia,
+        set.threshold()
+    );
+    println!("{} fields inspected", fields.len());
+    for h in &ev.hits {
+        println!(
+            "  rule {} [{}] {} — {} {:?} score {}\n    target {}  transforms {}\n    value {:?}{}",
+            h.rule_id,
+            h.pack,
+            h.rule_name,
+            h.severity,
+            h.mode,
+            h.score,
+            h.target,
+            h.transforms,
+            h.excerpt,
+            h.detail
+                .as_deref()
+                .map(|d| format!("\n    detector {d}"))
+                .unwrap_or_default()
+        );
+    }
+    for e in &ev.errors {
+        println!("  not inspected: {e}");
+    }
+    let verdict = if !ev.errors.is_empty() || ev.verdict == Verdict::Block {
+        "BLOCK (403)"
+    } else {
+        "pass"
+    };
+    println!(
+        "score {} (detect-only {}), verdict: {verdict}",
+        ev.score, ev.detect_score
+    );
+    ExitCode::SUCCESS
 }

@@ -285,3 +285,41 @@ fn check_runs_inline_tests_and_reports_failures_with_location() {
         "{err}"
     );
 }
+
+#[test]
+fn rules_explain_shows_target_transforms_detector_and_verdict() {
+    let dir = TempDir::new("waf-explain");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "upstream:\n  url: builtin:echo\nwaf:\n  rules: [\"rules/*.yaml\"]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["rules", "explain", "-c"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = run(&["--url", "/s?q=1'%20or%20'1'='1"]);
+    assert!(out.contains("rule 942100"), "{out}");
+    assert!(out.contains("target args_get:q"), "{out}");
+    assert!(out.contains("transforms [url_decode_uni]"), "{out}");
+    assert!(out.contains("detector sql:"), "{out}");
+    assert!(out.contains("verdict: BLOCK (403)"), "{out}");
+
+    let raw = dir.path().join("req.http");
+    std::fs::write(&raw, "POST /c HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"q\":\"O'Reilly books\"}").unwrap();
+    let out = run(&["--request", raw.to_str().unwrap()]);
+    assert!(out.contains("verdict: pass"), "{out}");
+}
