@@ -21,6 +21,7 @@ pub mod body;
 pub mod config;
 pub mod demo;
 pub mod framing;
+pub mod ftw;
 pub mod gateway;
 pub mod metrics;
 pub mod request_id;

@@ -39,6 +39,22 @@ enum RulesCmd {
         #[arg(default_value = "rules")]
         dir: PathBuf,
     },
+    /// Replay go-ftw test files (e.g. a CRS regression suite) through a
+    /// gateway started in-process with this configuration's rules and limits;
+    /// print attack/benign stages answered 403, per family.
+    Ftw {
+        dir: PathBuf,
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "config/portcullis.yaml"
+        )]
+        config: PathBuf,
+        /// List every stage whose outcome is wrong (attack passed, benign blocked).
+        #[arg(long)]
+        failures: bool,
+    },
     /// Show every rule that matches a request: target, transforms, excerpt,
     /// score, and the verdict, with the rule set of the configuration.
     Explain {
@@ -128,6 +144,14 @@ fn main() -> ExitCode {
         Cmd::Rules {
             cmd: RulesCmd::Test { dir },
         } => rules_test(dir),
+        Cmd::Rules {
+            cmd:
+                RulesCmd::Ftw {
+                    dir,
+                    config,
+                    failures,
+                },
+        } => ftw(config, dir, *failures),
         Cmd::Rules {
             cmd:
                 RulesCmd::Explain {
@@ -506,5 +530,78 @@ fn explain(
         "score {} (detect-only {}), verdict: {verdict}",
         ev.score, ev.detect_score
     );
+    ExitCode::SUCCESS
+}
+
+/// `portcullis rules ftw DIR`.
+fn ftw(config: &std::path::Path, dir: &std::path::Path, failures: bool) -> ExitCode {
+    use portcullis::ftw::{self, Class};
+    let cfg = match portcullis::config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (table, results) = match ftw::run(cfg, dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pct = |n: usize, d: usize| {
+        if d == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * n as f64 / d as f64)
+        }
+    };
+    println!("| family | attack stages | blocked | benign stages | blocked |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut total = ftw::Tally::default();
+    for (fam, t) in &table {
+        println!(
+            "| {fam} | {} | {} | {} | {} |",
+            t.attack,
+            pct(t.attack_blocked, t.attack),
+            t.benign,
+            pct(t.benign_blocked, t.benign)
+        );
+        total.attack += t.attack;
+        total.attack_blocked += t.attack_blocked;
+        total.benign += t.benign;
+        total.benign_blocked += t.benign_blocked;
+        total.other += t.other;
+    }
+    println!(
+        "| **all** | {} | {} | {} | {} |",
+        total.attack,
+        pct(total.attack_blocked, total.attack),
+        total.benign,
+        pct(total.benign_blocked, total.benign)
+    );
+    println!(
+        "({} stages neither attack nor benign were sent but not counted)",
+        total.other
+    );
+    if failures {
+        for r in &results {
+            let wrong = match r.class {
+                Class::Attack => r.status != Some(403),
+                Class::Benign => r.status == Some(403),
+                Class::Other => false,
+            };
+            if wrong {
+                println!(
+                    "{:?} {} test {} → {:?}",
+                    r.class,
+                    r.file.display(),
+                    r.test,
+                    r.status
+                );
+            }
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -323,3 +323,51 @@ fn rules_explain_shows_target_transforms_detector_and_verdict() {
     let out = run(&["--request", raw.to_str().unwrap()]);
     assert!(out.contains("verdict: pass"), "{out}");
 }
+
+#[test]
+fn rules_ftw_replays_go_ftw_files_through_an_in_process_gateway() {
+    let dir = TempDir::new("waf-ftw");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::create_dir_all(dir.path().join("ftw/SQLI")).unwrap();
+    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "upstream:\n  url: builtin:echo\nwaf:\n  rules: [\"rules/*.yaml\"]\n",
+    )
+    .unwrap();
+    let stage = |uri: &str, expect: &str| {
+        format!(
+            "      - input:\n          method: GET\n          uri: \"{uri}\"\n          headers:\n            Host: localhost\n        output:\n          log:\n            {expect}: [942100]\n"
+        )
+    };
+    let file = format!(
+        "---\nrule_id: 942100\ntests:\n  - test_id: 1\n    stages:\n{}  - test_id: 2\n    stages:\n{}  - test_id: 3\n    stages:\n{}",
+        stage("/?id=1'%20or%20'1'='1", "expect_ids"),
+        stage("/?id=plain", "expect_ids"),
+        stage("/?name=O'Reilly", "no_expect_ids"),
+    );
+    std::fs::write(dir.path().join("ftw/SQLI/942100.yaml"), file).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["rules", "ftw"])
+        .arg(dir.path().join("ftw"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--failures")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| SQLI | 2 | 50.0% | 1 | 0.0% |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Attack") && stdout.contains("test 2"),
+        "the missed attack is listed: {stdout}"
+    );
+}
