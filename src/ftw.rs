@@ -266,8 +266,9 @@ fn stages(doc: &Value) -> Vec<(String, Value, Value)> {
 async fn exchange(addr: SocketAddr, raw: &[u8]) -> Option<u16> {
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        // No half-close after writing: like a real client (and the network
+        // replay tool), keep the socket open until the answer arrives.
         s.write_all(raw).await.ok()?;
-        let _ = s.shutdown().await;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         // The status line is all we need.
