@@ -4,7 +4,8 @@
 #
 #   benches/proxy.sh                                  # defaults: 10s runs, 32 connections
 #   BENCH_DURATION=5s BENCH_CONNS=64 benches/proxy.sh
-#   BENCH_TARGETS="gateway gateway_nolog nginx direct" benches/proxy.sh
+#   BENCH_TARGETS="gateway gateway_nolog gateway_waf nginx direct" benches/proxy.sh
+#   (gateway_waf: the gateway with every bundled pack in rules/ at paranoia 1)
 #
 # Output: a Markdown table on stdout, and the same table with machine details
 # in benches/results/latest.md.  Progress goes to stderr.  Exit status is
@@ -23,7 +24,7 @@ BENCH_WARMUP=${BENCH_WARMUP:-2s}               # warm-up run before each measure
 BENCH_CONNS=${BENCH_CONNS:-32}                 # wrk -c
 BENCH_THREADS=${BENCH_THREADS:-1}              # wrk -t
 BENCH_WRK_TIMEOUT=${BENCH_WRK_TIMEOUT:-2s}     # wrk --timeout
-BENCH_TARGETS=${BENCH_TARGETS:-"gateway nginx direct"}   # also: gateway_nolog
+BENCH_TARGETS=${BENCH_TARGETS:-"gateway gateway_waf nginx direct"}   # also: gateway_nolog
 BENCH_WORKLOADS=${BENCH_WORKLOADS:-"get get_query post_json_2k post_form_32k"}
 BENCH_PROXY_CPU=${BENCH_PROXY_CPU:-0}          # CPU list for the proxy under test
 BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-1}            # CPU list for wrk and the upstream
@@ -49,7 +50,7 @@ for wl in "${WORKLOADS[@]}"; do
     [[ -f "$WRK_DIR/$wl.lua" ]] || die "no wrk script $WRK_DIR/$wl.lua"
 done
 for t in $BENCH_TARGETS; do
-    case $t in gateway|gateway_nolog|nginx|direct) ;; *) die "unknown target '$t'" ;; esac
+    case $t in gateway|gateway_nolog|gateway_waf|nginx|direct) ;; *) die "unknown target '$t'" ;; esac
 done
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -165,7 +166,7 @@ if [[ $BENCH_NO_BUILD != 1 ]]; then
 fi
 [[ -x $BENCH_BIN ]] || die "gateway binary not found at $BENCH_BIN"
 
-for v in UP_PORT GW_PORT GW_ADMIN GWN_PORT GWN_ADMIN NGX_PORT; do free_port "$v"; done
+for v in UP_PORT GW_PORT GW_ADMIN GWN_PORT GWN_ADMIN GWW_PORT GWW_ADMIN NGX_PORT; do free_port "$v"; done
 
 nginx_common() {     # prefix -> lines shared by both nginx configs
     cat <<EOF
@@ -260,7 +261,14 @@ $(nginx_http_common "$NGX")
 EOF
 } > "$NGX/nginx.conf"
 
-gateway_config() {   # dir port admin access_log(true|false)
+gateway_config() {   # dir port admin access_log(true|false) waf(true|false)
+    if [[ ${5:-false} == true ]]; then
+        cat <<EOF
+waf:
+  paranoia: 1
+  rules: ["$ROOT/rules/*.yaml"]
+EOF
+    fi
     cat <<EOF
 listen:
   - addr: "127.0.0.1:$2"
@@ -285,10 +293,10 @@ start_nginx() {      # dir cpu name -> sets NGINX_PID
     PIDS+=("$NGINX_PID")
 }
 
-start_gateway() {    # dir port admin access_log name -> sets GATEWAY_PID
-    local dir=$1 port=$2 admin=$3 alog=$4 name=$5
+start_gateway() {    # dir port admin access_log name [waf] -> sets GATEWAY_PID
+    local dir=$1 port=$2 admin=$3 alog=$4 name=$5 waf=${6:-false}
     mkdir -p "$dir"
-    gateway_config "$dir" "$port" "$admin" "$alog" > "$dir/portcullis.yaml"
+    gateway_config "$dir" "$port" "$admin" "$alog" "$waf" > "$dir/portcullis.yaml"
     "$BENCH_BIN" check -c "$dir/portcullis.yaml" >"$dir/check.log" 2>&1 \
         || die "$name config rejected: $(cat "$dir/check.log")"
     # No TOKIO_WORKER_THREADS: tokio sizes its pool from available_parallelism(),
@@ -314,6 +322,9 @@ for t in $BENCH_TARGETS; do
     gateway_nolog)
         start_gateway "$TMP/gateway_nolog" "$GWN_PORT" "$GWN_ADMIN" false gateway_nolog
         TPORT[$t]=$GWN_PORT; TPIDS_MASTER[$t]=$GATEWAY_PID ;;
+    gateway_waf)
+        start_gateway "$TMP/gateway_waf" "$GWW_PORT" "$GWW_ADMIN" true gateway_waf true
+        TPORT[$t]=$GWW_PORT; TPIDS_MASTER[$t]=$GATEWAY_PID ;;
     nginx)
         start_nginx "$NGX" "$BENCH_PROXY_CPU" nginx-proxy
         TPORT[$t]=$NGX_PORT; TPIDS_MASTER[$t]=$NGINX_PID ;;
@@ -476,7 +487,7 @@ for t in $BENCH_TARGETS; do
     case $t in
     gateway*)
         END_INFO[$t]="VmHWM $(proc_status "$m" VmHWM) kB, VmRSS $(proc_status "$m" VmRSS) kB, $(thread_summary "$m")"
-        admin=$([[ $t == gateway ]] && echo "$GW_ADMIN" || echo "$GWN_ADMIN")
+        case $t in gateway) admin=$GW_ADMIN ;; gateway_waf) admin=$GWW_ADMIN ;; *) admin=$GWN_ADMIN ;; esac
         dropped=$(curl -sS "http://127.0.0.1:$admin/metrics" 2>/dev/null | awk '$1 == "portcullis_access_log_dropped_total" { print $2 }')
         END_INFO[$t]+=", access-log lines dropped ${dropped:-?}"
         if [[ $t == gateway ]]; then
