@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::rules::detect::{self, Detection};
 use crate::rules::matcher::{self, Backend, MatcherSet, PatternKind, PatternSpec, Scratch};
-use crate::rules::schema::{Exclusion, Mode, Operator, Pack, Phase, Rule, Target, TargetKind};
+use crate::rules::schema::{Exclusion, Mode, Operator, Pack, Rule, Target, TargetKind};
 use crate::rules::transform::Chain;
 
 /// Longest excerpt of a matched value kept in a hit (bytes).
@@ -204,12 +204,11 @@ impl RuleSet {
             }
         }
 
-        // Group by (phase=request only for now, chain, target).
+        // Group by (chain, target). Response-phase rules are compiled too (their
+        // targets never select request fields): a broken response pattern is a
+        // load error, and their inline tests run like any other.
         let mut by_chain: BTreeMap<Chain, BTreeMap<Target, Vec<usize>>> = BTreeMap::new();
         for (i, r) in rules.iter().enumerate() {
-            if r.phase != Phase::Request {
-                continue;
-            }
             let chain = Chain::new(r.transforms.clone());
             for t in &r.targets {
                 by_chain
