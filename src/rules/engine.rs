@@ -82,7 +82,9 @@ enum Check {
 }
 
 struct Group {
-    target: Target,
+    /// Every target any rule of the group looks at (a field outside all of
+    /// them is neither transformed nor scanned).
+    targets: Vec<Target>,
     matcher: Option<MatcherSet>,
     /// Pattern id (index) → rule index.
     pattern_rule: Vec<usize>,
@@ -204,26 +206,26 @@ impl RuleSet {
             }
         }
 
-        // Group by (chain, target). Response-phase rules are compiled too (their
+        // Group by transform chain. Response-phase rules are compiled too (their
         // targets never select request fields): a broken response pattern is a
         // load error, and their inline tests run like any other.
-        let mut by_chain: BTreeMap<Chain, BTreeMap<Target, Vec<usize>>> = BTreeMap::new();
+        let mut by_chain: BTreeMap<Chain, Vec<usize>> = BTreeMap::new();
         for (i, r) in rules.iter().enumerate() {
-            let chain = Chain::new(r.transforms.clone());
-            for t in &r.targets {
-                by_chain
-                    .entry(chain.clone())
-                    .or_default()
-                    .entry(t.clone())
-                    .or_default()
-                    .push(i);
-            }
+            by_chain.entry(Chain::new(r.transforms.clone())).or_default().push(i);
         }
+        // One group (one Hyperscan database) per transform chain, whatever the
+        // targets: measured on the bundled packs, one database per (chain,
+        // target) compiled the same patterns once per target and made
+        // `portcullis check` take ~25 s of CPU; hits are filtered by each
+        // rule's own targets instead.
         let mut passes = Vec::new();
         let mut slots = 0;
-        for (chain, targets) in by_chain {
+        for (chain, idxs) in by_chain {
             let mut groups = Vec::new();
-            for (target, idxs) in targets {
+            {
+                let mut targets: Vec<Target> = idxs.iter().flat_map(|&i| rules[i].targets.iter().cloned()).collect();
+                targets.sort();
+                targets.dedup();
                 let mut specs = Vec::new();
                 let mut pattern_rule = Vec::new();
                 let mut negated = Vec::new();
@@ -282,7 +284,7 @@ impl RuleSet {
                     }
                 };
                 groups.push(Group {
-                    target,
+                    targets,
                     matcher,
                     pattern_rule,
                     negated,
@@ -355,15 +357,16 @@ impl RuleSet {
         let mut matched: Vec<usize> = Vec::new();
         for pass in &self.passes {
             for f in fields {
-                // Transform once per (field, chain), only if some group wants it.
-                if !pass.groups.iter().any(|g| selects(&g.target, f)) {
+                if excl.skips_target(f) {
+                    continue;
+                }
+                // Transform once per (field, chain), only if some rule wants the field.
+                if !pass.groups.iter().any(|g| g.targets.iter().any(|t| selects(t, f))) {
                     continue;
                 }
                 let value = pass.chain.apply(f.value);
-                for g in pass.groups.iter().filter(|g| selects(&g.target, f)) {
-                    if excl.skips_target(f) {
-                        continue;
-                    }
+                for g in pass.groups.iter().filter(|g| g.targets.iter().any(|t| selects(t, f))) {
+                    let wants = |ri: usize| self.rules[ri].targets.iter().any(|t| selects(t, f));
                     matched.clear();
                     if let Some(m) = &g.matcher {
                         let s = &mut scratch.scratch[g.slot];
@@ -379,16 +382,19 @@ impl RuleSet {
                     matched.sort_unstable();
                     matched.dedup();
                     for &ri in &matched {
-                        if !self.rules[ri].negate {
+                        if !self.rules[ri].negate && wants(ri) {
                             self.push_hit(&mut hits, &excl, ri, f, &pass.chain, &value, None);
                         }
                     }
                     for &ri in &g.negated {
-                        if matched.binary_search(&ri).is_err() {
+                        if matched.binary_search(&ri).is_err() && wants(ri) {
                             self.push_hit(&mut hits, &excl, ri, f, &pass.chain, &value, None);
                         }
                     }
                     for (ri, check) in &g.checks {
+                        if !wants(*ri) {
+                            continue;
+                        }
                         let found = run_check(check, &value);
                         let fired = found.is_some() != self.rules[*ri].negate;
                         if fired {
@@ -490,19 +496,28 @@ impl RuleSet {
     /// Runs one rule alone on one value (inline `tests:`), through the same
     /// transforms and the same compiled matcher the request path uses.
     pub fn test_rule(&self, rule_id: u32, input: &[u8]) -> Option<bool> {
+        self.test_rule_with(rule_id, input, &mut EngineScratch::default())
+    }
+
+    /// `test_rule` with a reusable scratch (allocating one per call costs a
+    /// DFA cache or a Hyperscan scratch each time).
+    pub fn test_rule_with(&self, rule_id: u32, input: &[u8], scratch: &mut EngineScratch) -> Option<bool> {
+        if scratch.uid != self.uid {
+            scratch.uid = self.uid;
+            scratch.scratch = (0..self.slots).map(|_| Scratch::default()).collect();
+        }
         let ri = self.rules.iter().position(|r| r.id == rule_id)?;
         let r = &self.rules[ri];
-        let target = r.targets.first()?;
         let chain = Chain::new(r.transforms.clone());
         let pass = self.passes.iter().find(|p| p.chain == chain)?;
-        let g = pass.groups.iter().find(|g| &g.target == target)?;
+        let g = pass.groups.first()?;
         let value = chain.apply(input);
         let mut fired = false;
         if let Some(check) = g.checks.iter().find(|(i, _)| *i == ri).map(|(_, c)| c) {
             fired = run_check(check, &value).is_some();
         } else if let Some(m) = &g.matcher {
-            let mut s = m.scratch();
-            let _ = m.scan(&mut s, &value, |id| {
+            let s = &mut scratch.scratch[g.slot];
+            let _ = m.scan(s, &value, |id| {
                 if g.pattern_rule.get(id as usize) == Some(&ri) {
                     fired = true;
                 }

@@ -120,12 +120,13 @@ pub fn load(waf: &WafConfig, config_path: &Path) -> Result<Option<RuleSet>, Conf
 pub fn run_inline_tests(packs: &[Pack], set: &RuleSet) -> (usize, Vec<String>) {
     let mut run = 0;
     let mut failures = Vec::new();
+    let mut scratch = crate::rules::engine::EngineScratch::default();
     for p in packs {
         for r in &p.rules {
             for (inputs, want) in [(&r.tests_match, true), (&r.tests_no_match, false)] {
                 for input in inputs {
                     // Rules above the configured paranoia are not compiled; skip them.
-                    let Some(got) = set.test_rule(r.id, input.as_bytes()) else {
+                    let Some(got) = set.test_rule_with(r.id, input.as_bytes(), &mut scratch) else {
                         continue;
                     };
                     run += 1;
