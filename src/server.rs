@@ -325,6 +325,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     })?;
 
     let (exit_tx, exit_rx) = watch::channel(false);
+    // Each worker reports once its listeners are registered, so "listening"
+    // is logged only when every worker is really serving.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let mut threads = Vec::new();
     for (w, socks) in per_worker.into_iter().enumerate() {
         let mut loops = Vec::new();
@@ -344,11 +347,20 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             ));
         }
         let exit = exit_rx.clone();
+        let ready = ready_tx.clone();
         let t = std::thread::Builder::new()
             .name(format!("worker-{w}"))
-            .spawn(move || worker_main(loops, exit))
+            .spawn(move || worker_main(loops, exit, ready))
             .map_err(StartError::Worker)?;
         threads.push(t);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            return Err(StartError::Worker(std::io::Error::other(
+                "a worker thread did not start",
+            )));
+        }
     }
     for (_, _, addr, tls) in &listener_ctx {
         tracing::info!(addr = %addr, tls = *tls, workers, "proxy listening");
@@ -465,7 +477,11 @@ struct AcceptCtx {
 
 /// One worker thread: a single-threaded event loop running one accept loop
 /// per listener; connections accepted here are served here.
-fn worker_main(loops: Vec<(std::net::TcpListener, AcceptCtx)>, mut exit: watch::Receiver<bool>) {
+fn worker_main(
+    loops: Vec<(std::net::TcpListener, AcceptCtx)>,
+    mut exit: watch::Receiver<bool>,
+    ready: std::sync::mpsc::Sender<()>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -485,6 +501,7 @@ fn worker_main(loops: Vec<(std::net::TcpListener, AcceptCtx)>, mut exit: watch::
                 Err(e) => tracing::error!(error = %e, "cannot register a listener"),
             }
         }
+        let _ = ready.send(());
         // Runs until the drain is over; then the loop and its tasks stop.
         let _ = exit.wait_for(|v| *v).await;
     });

@@ -211,7 +211,10 @@ impl RuleSet {
         // load error, and their inline tests run like any other.
         let mut by_chain: BTreeMap<Chain, Vec<usize>> = BTreeMap::new();
         for (i, r) in rules.iter().enumerate() {
-            by_chain.entry(Chain::new(r.transforms.clone())).or_default().push(i);
+            by_chain
+                .entry(Chain::new(r.transforms.clone()))
+                .or_default()
+                .push(i);
         }
         // One group (one Hyperscan database) per transform chain, whatever the
         // targets: measured on the bundled packs, one database per (chain,
@@ -223,7 +226,10 @@ impl RuleSet {
         for (chain, idxs) in by_chain {
             let mut groups = Vec::new();
             {
-                let mut targets: Vec<Target> = idxs.iter().flat_map(|&i| rules[i].targets.iter().cloned()).collect();
+                let mut targets: Vec<Target> = idxs
+                    .iter()
+                    .flat_map(|&i| rules[i].targets.iter().cloned())
+                    .collect();
                 targets.sort();
                 targets.dedup();
                 let mut specs = Vec::new();
@@ -361,11 +367,19 @@ impl RuleSet {
                     continue;
                 }
                 // Transform once per (field, chain), only if some rule wants the field.
-                if !pass.groups.iter().any(|g| g.targets.iter().any(|t| selects(t, f))) {
+                if !pass
+                    .groups
+                    .iter()
+                    .any(|g| g.targets.iter().any(|t| selects(t, f)))
+                {
                     continue;
                 }
                 let value = pass.chain.apply(f.value);
-                for g in pass.groups.iter().filter(|g| g.targets.iter().any(|t| selects(t, f))) {
+                for g in pass
+                    .groups
+                    .iter()
+                    .filter(|g| g.targets.iter().any(|t| selects(t, f)))
+                {
                     let wants = |ri: usize| self.rules[ri].targets.iter().any(|t| selects(t, f));
                     matched.clear();
                     if let Some(m) = &g.matcher {
@@ -501,7 +515,12 @@ impl RuleSet {
 
     /// `test_rule` with a reusable scratch (allocating one per call costs a
     /// DFA cache or a Hyperscan scratch each time).
-    pub fn test_rule_with(&self, rule_id: u32, input: &[u8], scratch: &mut EngineScratch) -> Option<bool> {
+    pub fn test_rule_with(
+        &self,
+        rule_id: u32,
+        input: &[u8],
+        scratch: &mut EngineScratch,
+    ) -> Option<bool> {
         if scratch.uid != self.uid {
             scratch.uid = self.uid;
             scratch.scratch = (0..self.slots).map(|_| Scratch::default()).collect();
