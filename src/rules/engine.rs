@@ -66,7 +66,7 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Native {
     Sqli,
     Xss,
@@ -361,8 +361,14 @@ impl RuleSet {
         let mut hits = Vec::new();
         let mut errors = Vec::new();
         let mut matched: Vec<usize> = Vec::new();
+        // Detector results per field, keyed by (detector, transformed bytes):
+        // most chains leave a clean value unchanged, and a detector must not
+        // rerun on the same bytes once per chain.
+        type Seen = Vec<(Vec<u8>, Option<Detection>)>;
+        let mut det_cache: std::collections::HashMap<(usize, Native), Seen> =
+            std::collections::HashMap::new();
         for pass in &self.passes {
-            for f in fields {
+            for (fi, f) in fields.iter().enumerate() {
                 if excl.skips_target(f) {
                     continue;
                 }
@@ -409,7 +415,20 @@ impl RuleSet {
                         if !wants(*ri) {
                             continue;
                         }
-                        let found = run_check(check, &value);
+                        let found = match check {
+                            Check::Native(n) => {
+                                let seen = det_cache.entry((fi, *n)).or_default();
+                                match seen.iter().find(|(v, _)| v.as_slice() == &*value) {
+                                    Some((_, r)) => r.clone(),
+                                    None => {
+                                        let r = run_check(check, &value);
+                                        seen.push((value.to_vec(), r.clone()));
+                                        r
+                                    }
+                                }
+                            }
+                            _ => run_check(check, &value),
+                        };
                         let fired = found.is_some() != self.rules[*ri].negate;
                         if fired {
                             let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
