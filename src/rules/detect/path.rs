@@ -674,26 +674,8 @@ mod tests {
     #[test]
     fn random_bytes_do_not_panic() {
         const ALPHABET: &[u8] = b"./\\%;:?*[]=& \x00\xc0\xc1\xaf\xef\xbc\x8euetcpaswd2e5f0";
-        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for round in 0..3000 {
-            let len = (next() % if round % 100 == 0 { 10_000 } else { 200 }) as usize;
-            let buf: Vec<u8> = (0..len)
-                .map(|_| {
-                    let r = next();
-                    if r % 4 == 0 {
-                        (r >> 8) as u8
-                    } else {
-                        ALPHABET[(r >> 8) as usize % ALPHABET.len()]
-                    }
-                })
-                .collect();
-            let _ = detect(&buf);
-        }
+        super::super::random_inputs(ALPHABET, 0xD1B5_4A32_D192_ED03, |buf| {
+            let _ = detect(buf);
+        });
     }
 }

@@ -1320,26 +1320,8 @@ mod tests {
     #[test]
     fn random_bytes_do_not_panic() {
         const ALPHABET: &[u8] = b"<>/=\"' \t\n\r&#;:()`[]x-.\\onerscriptavjd0\x00\xff";
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for round in 0..3000 {
-            let len = (next() % if round % 100 == 0 { 10_000 } else { 200 }) as usize;
-            let buf: Vec<u8> = (0..len)
-                .map(|_| {
-                    let r = next();
-                    if r % 4 == 0 {
-                        (r >> 8) as u8
-                    } else {
-                        ALPHABET[(r >> 8) as usize % ALPHABET.len()]
-                    }
-                })
-                .collect();
-            let _ = detect(&buf);
-        }
+        super::super::random_inputs(ALPHABET, 0x9E37_79B9_7F4A_7C15, |buf| {
+            let _ = detect(buf);
+        });
     }
 }
