@@ -450,23 +450,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Parses and validates config text; `path` is used for messages and for
 /// resolving relative `file:` secrets and certificate paths.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    let mut errs = Errs {
-        file: path.to_path_buf(),
-        text,
-        list: Vec::new(),
-        failed_sections: Vec::new(),
-    };
+    let mut errs = Errs::new(path, text);
     let file = parse_sections(&mut errs, text);
     let cfg = validate(&mut errs, path, file);
-    if errs.list.is_empty() {
-        Ok(cfg)
-    } else {
-        errs.list.sort_by_key(|e| (e.line, e.column));
-        Err(ConfigErrors(errs.list))
-    }
+    errs.finish(cfg)
 }
 
-fn yaml_options() -> serde_saphyr::Options {
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
     let mut o = serde_saphyr::Options::default();
     o.with_snippet = false;
     o
@@ -560,7 +550,8 @@ fn merge(into: &mut FileConfig, part: FileConfig) {
     );
 }
 
-struct Errs<'a> {
+/// Collects located errors for one YAML file (config and rule packs alike).
+pub(crate) struct Errs<'a> {
     file: PathBuf,
     text: &'a str,
     list: Vec<ConfigError>,
@@ -568,8 +559,37 @@ struct Errs<'a> {
     failed_sections: Vec<String>,
 }
 
-impl Errs<'_> {
-    fn push(
+impl<'a> Errs<'a> {
+    pub(crate) fn new(file: &Path, text: &'a str) -> Errs<'a> {
+        Errs {
+            file: file.to_path_buf(),
+            text,
+            list: Vec::new(),
+            failed_sections: Vec::new(),
+        }
+    }
+
+    /// `Ok(value)` when nothing was reported, else every error sorted by place.
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.list.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.into_errors())
+        }
+    }
+
+    /// The errors reported so far, sorted by place.
+    pub(crate) fn into_errors(mut self) -> ConfigErrors {
+        self.list.sort_by_key(|e| (e.line, e.column));
+        ConfigErrors(self.list)
+    }
+
+    /// How many errors have been reported.
+    pub(crate) fn count(&self) -> usize {
+        self.list.len()
+    }
+
+    pub(crate) fn push(
         &mut self,
         line: usize,
         column: usize,
@@ -585,7 +605,7 @@ impl Errs<'_> {
         });
     }
 
-    fn at<T>(&mut self, s: &Spanned<T>, key: &str, message: impl Into<String>) {
+    pub(crate) fn at<T>(&mut self, s: &Spanned<T>, key: &str, message: impl Into<String>) {
         self.push(
             s.referenced.line() as usize,
             s.referenced.column() as usize,
@@ -595,7 +615,7 @@ impl Errs<'_> {
     }
 
     /// Records a serde-saphyr error, naming the key at its location.
-    fn push_yaml(&mut self, e: &serde_saphyr::Error, fallback_line: usize) {
+    pub(crate) fn push_yaml(&mut self, e: &serde_saphyr::Error, fallback_line: usize) {
         let (line, col) = e
             .location()
             .map(|l| (l.line() as usize, l.column() as usize))

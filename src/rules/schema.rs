@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{ConfigError, ConfigErrors, key_path_at};
+use crate::config::{ConfigError, ConfigErrors, Errs, yaml_options};
 use crate::rules::transform::Transform;
 
 type S<T> = Spanned<T>;
@@ -353,33 +353,6 @@ pub struct Pack {
 // ---------------------------------------------------------------------------
 // Loading
 
-struct Errs<'a> {
-    file: &'a Path,
-    text: &'a str,
-    list: Vec<ConfigError>,
-}
-
-impl Errs<'_> {
-    fn at<T>(&mut self, s: &Spanned<T>, key: &str, message: impl Into<String>) {
-        self.push(
-            s.referenced.line() as usize,
-            s.referenced.column() as usize,
-            key,
-            message,
-        );
-    }
-
-    fn push(&mut self, line: usize, column: usize, key: &str, message: impl Into<String>) {
-        self.list.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            key: key.to_string(),
-            message: message.into(),
-        });
-    }
-}
-
 /// Reads and validates one pack file.
 pub fn load_pack(path: &Path) -> Result<Pack, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -397,44 +370,19 @@ pub fn load_pack(path: &Path) -> Result<Pack, ConfigErrors> {
 /// Parses and validates pack text; `path` names the file in messages and
 /// anchors relative `phrases_file` paths.
 pub fn parse_pack(path: &Path, text: &str) -> Result<Pack, ConfigErrors> {
-    let mut opts = serde_saphyr::Options::default();
-    opts.with_snippet = false;
-    let file: FilePack = match serde_saphyr::from_str_with_options(text, opts) {
+    let mut errs = Errs::new(path, text);
+    let file: FilePack = match serde_saphyr::from_str_with_options(text, yaml_options()) {
         Ok(f) => f,
         Err(e) => {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line() as usize, l.column() as usize))
-                .unwrap_or((1, 1));
-            let mut message = e.without_snippet().to_string();
-            if let Some(i) = message.rfind(" at line ") {
-                message.truncate(i);
-            }
-            return Err(ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line,
-                column,
-                key: key_path_at(text, line, column),
-                message,
-            }]));
+            errs.push_yaml(&e, 1);
+            return Err(errs.into_errors());
         }
     };
-    let mut errs = Errs {
-        file: path,
-        text,
-        list: Vec::new(),
-    };
     let pack = validate(&mut errs, path, file);
-    if errs.list.is_empty() {
-        Ok(pack)
-    } else {
-        errs.list.sort_by_key(|e| (e.line, e.column));
-        Err(ConfigErrors(errs.list))
-    }
+    errs.finish(pack)
 }
 
 fn validate(errs: &mut Errs<'_>, path: &Path, f: FilePack) -> Pack {
-    let _ = errs.text;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let pack_mode = f.mode.as_ref().and_then(|m| {
         let v = Mode::parse(&m.value);
@@ -502,7 +450,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FilePack) -> Pack {
 }
 
 fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> Option<Rule> {
-    let before = errs.list.len();
+    let before = errs.count();
     let line = r.id.referenced.line() as usize;
     let severity = Severity::parse(&r.severity.value);
     if severity.is_none() {
@@ -665,7 +613,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
         v
     });
     let tests = r.tests.unwrap_or_default();
-    if errs.list.len() > before {
+    if errs.count() > before {
         return None;
     }
     let severity = severity?;
