@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build
 target/debug/portcullis check -c config/portcullis.yaml
-cargo test --all-targets -- --test-threads="${TEST_THREADS:-4}"
+# (thread count via the environment: criterion benches, run once as tests
+# here, do not take libtest flags)
+RUST_TEST_THREADS="${TEST_THREADS:-4}" cargo test --all-targets

@@ -40,8 +40,8 @@ use crate::metrics::Metrics;
 use crate::request_id;
 use crate::request_view::{RequestView, ViewLimits};
 use crate::respond::{BlockInfo, Reject, reject_response, wants_html};
-use crate::rules::engine::{EngineScratch, Field, RequestFacts, RuleSet, Verdict};
-use crate::rules::schema::{Mode, TargetKind};
+use crate::rules::engine::{EngineScratch, RequestFacts, RuleSet, Verdict};
+use crate::rules::schema::Mode;
 use crate::upstream::{self, ForwardInfo, Resolved, UpstreamClient};
 
 /// Everything derived from one configuration; swapped whole on reload so a
@@ -356,16 +356,7 @@ impl Gateway {
             status: e.status(),
             reason: e.reason(),
         })?;
-        let mut fields = Vec::with_capacity(view.fields().len());
-        for f in view.fields() {
-            if let Some(kind) = view_kind(f.kind) {
-                fields.push(Field {
-                    kind,
-                    name: &f.name,
-                    value: &f.value,
-                });
-            }
-        }
+        let fields = crate::rules::engine::view_fields(&view);
         let host = parts
             .headers
             .get(header::HOST)
@@ -858,9 +849,4 @@ fn push_millis(s: &mut String, d: Duration) {
 thread_local! {
     /// Per-worker matcher scratch (each worker is a single-threaded event loop).
     static ENGINE_SCRATCH: std::cell::RefCell<EngineScratch> = std::cell::RefCell::new(EngineScratch::default());
-}
-
-/// The rule target of a request-view field (`None`: not a rule target).
-fn view_kind(k: crate::request_view::TargetKind) -> Option<TargetKind> {
-    TargetKind::parse(k.as_str())
 }

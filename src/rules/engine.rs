@@ -66,6 +66,20 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
 }
 
+/// The engine's fields of a request view (every field a rule target can name).
+pub fn view_fields(view: &crate::request_view::RequestView) -> Vec<Field<'_>> {
+    view.fields()
+        .iter()
+        .filter_map(|f| {
+            Some(Field {
+                kind: TargetKind::parse(f.kind.as_str())?,
+                name: &f.name,
+                value: &f.value,
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Native {
     Sqli,
@@ -81,23 +95,73 @@ enum Check {
     LengthGt(u64),
 }
 
-struct Group {
-    /// Every target any rule of the group looks at (a field outside all of
-    /// them is neither transformed nor scanned).
-    targets: Vec<Target>,
-    matcher: Option<MatcherSet>,
+/// The transforms one or more rules apply before matching, with every
+/// target any of those rules looks at (a field outside all of them is not
+/// transformed for this chain).
+struct Db {
+    matcher: MatcherSet,
     /// Pattern id (index) → rule index.
     pattern_rule: Vec<usize>,
-    /// Rules with a negated pattern operator in this group.
-    negated: Vec<usize>,
-    checks: Vec<(usize, Check)>,
-    /// Index into the per-thread scratch list.
-    slot: usize,
 }
 
-struct Pass {
+struct ChainInfo {
     chain: Chain,
-    groups: Vec<Group>,
+    targets: Vec<Target>,
+    /// The transform-trie node whose value is this chain's output.
+    node: usize,
+}
+
+/// A node of the trie of chain prefixes: chains sharing a prefix
+/// (`url_decode_uni` → `url_decode_uni, lowercase` → …) compute it once.
+struct Node {
+    /// `NONE` for the root (the raw value).
+    parent: usize,
+    transform: Option<crate::rules::transform::Transform>,
+}
+
+/// What the rule set does with a field of one kind (precomputed, so a
+/// field only visits the chains and rules that can look at it).
+#[derive(Default)]
+struct KindPlan {
+    /// Chains with a target of this kind, with those targets.
+    chains: Vec<(usize, Vec<Target>)>,
+    /// Indices into `RuleSet::checks`.
+    checks: Vec<usize>,
+    /// Negated pattern rules.
+    negated: Vec<usize>,
+}
+
+const KINDS: usize = TargetKind::ResponseBody as usize + 1;
+
+/// Can a target of kind `t` select a field of kind `f`?
+fn kind_selects(t: TargetKind, f: TargetKind) -> bool {
+    t == f || (t == TargetKind::Args && matches!(f, TargetKind::ArgsGet | TargetKind::ArgsPost))
+}
+
+fn all_kinds() -> [TargetKind; KINDS] {
+    use TargetKind::*;
+    [
+        Args,
+        ArgsGet,
+        ArgsPost,
+        ArgsNames,
+        Path,
+        Query,
+        Uri,
+        Method,
+        Headers,
+        HeaderNames,
+        Cookies,
+        CookieNames,
+        Body,
+        Json,
+        Xml,
+        Files,
+        FilesContent,
+        ResponseStatus,
+        ResponseHeaders,
+        ResponseBody,
+    ]
 }
 
 /// A compiled, immutable rule set (`Send + Sync`), swapped whole on reload.
@@ -106,10 +170,21 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Effective mode per rule (global ∧ pack ∧ rule).
     modes: Vec<Mode>,
-    passes: Vec<Pass>,
+    /// Distinct transform chains; `rule_chain[rule]` indexes it.
+    chains: Vec<ChainInfo>,
+    rule_chain: Vec<usize>,
+    /// The pattern-type operators, in databases (see `compile`); a value is
+    /// scanned once per database its chains use, and a pattern's hit counts
+    /// only when its own chain produced the value.
+    db_of_chain: Vec<usize>,
+    dbs: Vec<Option<Db>>,
+    nodes: Vec<Node>,
+    /// Indexed by `TargetKind as usize`.
+    plans: Vec<KindPlan>,
+    /// Native detectors and small operators, per rule.
+    checks: Vec<(usize, Check)>,
     exclusions: Vec<Exclusion>,
     threshold: u32,
-    slots: usize,
     hash: String,
     backend: Backend,
 }
@@ -118,8 +193,14 @@ pub struct RuleSet {
 #[derive(Default)]
 pub struct EngineScratch {
     uid: u64,
+    /// One per database.
     scratch: Vec<Scratch>,
+    /// Per chain: index of its output among the field's distinct values
+    /// (`NONE` when the chain does not look at the field).
+    value_of_chain: Vec<usize>,
 }
+
+const NONE: usize = usize::MAX;
 
 /// One rule that fired on one field.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +254,96 @@ impl Evaluation {
     }
 }
 
+/// A trie node's value for the current field.
+enum NodeVal {
+    Unset,
+    /// Equal to the value held by that node (the root holds the input).
+    Same(usize),
+    Owned(Vec<u8>),
+}
+
+/// The distinct transformed values of one request.
+#[derive(Default)]
+struct ValueCache<'a> {
+    entries: Vec<CachedValue<'a>>,
+    /// Content hash → entries with that hash.
+    index: std::collections::HashMap<u64, Vec<usize>>,
+}
+
+struct CachedValue<'a> {
+    value: Cow<'a, [u8]>,
+    /// Bit per database: scanned yet?
+    scanned: u64,
+    /// Rules whose pattern matched (sorted, deduplicated).
+    matched: Vec<usize>,
+    error: bool,
+    /// Per native detector, once run.
+    natives: [Option<Option<Detection>>; 4],
+}
+
+impl<'a> ValueCache<'a> {
+    fn intern_slice(&mut self, value: &[u8], dbs: usize) -> usize {
+        match self.find(value) {
+            Some(e) => e,
+            None => self.intern(Cow::Owned(value.to_vec()), dbs),
+        }
+    }
+
+    /// A fast content hash (FxHash-style, 8 bytes a step); collisions are
+    /// resolved by comparing bytes, and an attacker gains nothing from them
+    /// but a longer list to compare within one request.
+    fn key(value: &[u8]) -> u64 {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = value.len() as u64;
+        let mut chunks = value.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K)
+    }
+
+    fn find(&self, value: &[u8]) -> Option<usize> {
+        self.index
+            .get(&Self::key(value))?
+            .iter()
+            .copied()
+            .find(|&e| *self.entries[e].value == *value)
+    }
+
+    fn intern(&mut self, value: Cow<'a, [u8]>, _dbs: usize) -> usize {
+        let key = Self::key(&value);
+        let slot = self.index.entry(key).or_default();
+        if let Some(&e) = slot.iter().find(|&&e| self.entries[e].value == value) {
+            return e;
+        }
+        slot.push(self.entries.len());
+        self.entries.push(CachedValue {
+            value,
+            scanned: 0,
+            matched: Vec::new(),
+            error: false,
+            natives: Default::default(),
+        });
+        self.entries.len() - 1
+    }
+}
+
+impl EngineScratch {
+    /// Fits the scratch to `set` (once per thread per rule set).
+    fn fit(&mut self, set: &RuleSet) {
+        if self.uid != set.uid {
+            self.uid = set.uid;
+            self.scratch = set.dbs.iter().map(|_| Scratch::default()).collect();
+            self.value_of_chain = vec![NONE; set.chains.len()];
+        }
+    }
+}
+
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
 impl RuleSet {
@@ -206,100 +377,140 @@ impl RuleSet {
             }
         }
 
-        // Group by transform chain. Response-phase rules are compiled too (their
-        // targets never select request fields): a broken response pattern is a
-        // load error, and their inline tests run like any other.
-        let mut by_chain: BTreeMap<Chain, Vec<usize>> = BTreeMap::new();
-        for (i, r) in rules.iter().enumerate() {
-            by_chain
-                .entry(Chain::new(r.transforms.clone()))
-                .or_default()
-                .push(i);
+        // Response-phase rules are compiled too (their targets never select
+        // request fields): a broken response pattern is a load error, and
+        // their inline tests run like any other.
+        let mut chain_index: BTreeMap<Chain, usize> = BTreeMap::new();
+        let mut chains: Vec<ChainInfo> = Vec::new();
+        let mut rule_chain = Vec::with_capacity(rules.len());
+        for r in &rules {
+            let chain = Chain::new(r.transforms.clone());
+            let ci = *chain_index.entry(chain.clone()).or_insert_with(|| {
+                chains.push(ChainInfo {
+                    chain,
+                    targets: Vec::new(),
+                    node: 0,
+                });
+                chains.len() - 1
+            });
+            chains[ci].targets.extend(r.targets.iter().cloned());
+            rule_chain.push(ci);
         }
-        // One group (one Hyperscan database) per transform chain, whatever the
-        // targets: measured on the bundled packs, one database per (chain,
-        // target) compiled the same patterns once per target and made
-        // `portcullis check` take ~25 s of CPU; hits are filtered by each
-        // rule's own targets instead.
-        let mut passes = Vec::new();
-        let mut slots = 0;
-        for (chain, idxs) in by_chain {
-            let mut groups = Vec::new();
-            {
-                let mut targets: Vec<Target> = idxs
-                    .iter()
-                    .flat_map(|&i| rules[i].targets.iter().cloned())
-                    .collect();
-                targets.sort();
-                targets.dedup();
-                let mut specs = Vec::new();
-                let mut pattern_rule = Vec::new();
-                let mut negated = Vec::new();
-                let mut checks = Vec::new();
-                for &i in &idxs {
-                    let r = &rules[i];
-                    let mut push = |kind: PatternKind| {
-                        specs.push(PatternSpec {
-                            id: pattern_rule.len() as u32,
-                            kind,
-                            caseless: r.caseless,
-                        });
-                        pattern_rule.push(i);
-                    };
-                    match &r.operator {
-                        Operator::Regex(re) => push(PatternKind::Regex(re.clone())),
-                        Operator::Phrases(list) => {
-                            for p in list {
-                                push(PatternKind::Literal(p.as_bytes().to_vec()));
-                            }
-                        }
-                        Operator::Contains(s) => push(PatternKind::Literal(s.as_bytes().to_vec())),
-                        Operator::StartsWith(s) => {
-                            push(PatternKind::Regex(format!("^{}", regex_syntax::escape(s))))
-                        }
-                        Operator::Equals(s) => {
-                            push(PatternKind::Regex(format!("^{}$", regex_syntax::escape(s))))
-                        }
-                        Operator::Sqli => checks.push((i, Check::Native(Native::Sqli))),
-                        Operator::Xss => checks.push((i, Check::Native(Native::Xss))),
-                        Operator::Cmdi => checks.push((i, Check::Native(Native::Cmdi))),
-                        Operator::PathTraversal => checks.push((i, Check::Native(Native::Path))),
-                        Operator::IpIn(n) => checks.push((i, Check::IpIn(n.clone()))),
-                        Operator::LengthGt(n) => checks.push((i, Check::LengthGt(*n))),
-                    }
-                    if r.negate && is_pattern(&r.operator) {
-                        negated.push(i);
+        for c in &mut chains {
+            c.targets.sort();
+            c.targets.dedup();
+        }
+        // Which chains share a database: all of them in one for Hyperscan
+        // (a value is scanned once whatever the number of chains that
+        // produced it); one per chain for the pure backend, whose lazy DFA
+        // thrashes on a union of every pattern (measured: 100x slower).
+        let db_of_chain: Vec<usize> = match settings.backend {
+            // At most 64 databases (a value records the ones scanned in a u64).
+            Backend::Pure => (0..chains.len()).map(|c| c % 64).collect(),
+            #[allow(unreachable_patterns)]
+            _ => vec![0; chains.len()],
+        };
+        let n_dbs = db_of_chain.iter().copied().max().map_or(0, |m| m + 1);
+        let mut specs: Vec<Vec<PatternSpec>> = vec![Vec::new(); n_dbs];
+        let mut db_rules: Vec<Vec<usize>> = vec![Vec::new(); n_dbs];
+        let mut negated = Vec::new();
+        let mut checks = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let d = db_of_chain[rule_chain[i]];
+            let mut push = |kind: PatternKind| {
+                specs[d].push(PatternSpec {
+                    id: db_rules[d].len() as u32,
+                    kind,
+                    caseless: r.caseless,
+                });
+                db_rules[d].push(i);
+            };
+            match &r.operator {
+                Operator::Regex(re) => push(PatternKind::Regex(re.clone())),
+                Operator::Phrases(list) => {
+                    for p in list {
+                        push(PatternKind::Literal(p.as_bytes().to_vec()));
                     }
                 }
-                let matcher = if specs.is_empty() {
-                    None
-                } else {
-                    match matcher::compile(&specs, settings.backend) {
-                        Ok(m) => Some(m),
-                        Err(e) => {
-                            let r = &rules[pattern_rule.get(e.id as usize).copied().unwrap_or(0)];
-                            errors.push(err_at(
-                                r,
-                                format!(
-                                    "pattern cannot be compiled by the {} matcher: {}",
-                                    settings.backend, e.message
-                                ),
-                            ));
-                            None
-                        }
-                    }
-                };
-                groups.push(Group {
-                    targets,
+                Operator::Contains(s) => push(PatternKind::Literal(s.as_bytes().to_vec())),
+                Operator::StartsWith(s) => {
+                    push(PatternKind::Regex(format!("^{}", regex_syntax::escape(s))))
+                }
+                Operator::Equals(s) => {
+                    push(PatternKind::Regex(format!("^{}$", regex_syntax::escape(s))))
+                }
+                Operator::Sqli => checks.push((i, Check::Native(Native::Sqli))),
+                Operator::Xss => checks.push((i, Check::Native(Native::Xss))),
+                Operator::Cmdi => checks.push((i, Check::Native(Native::Cmdi))),
+                Operator::PathTraversal => checks.push((i, Check::Native(Native::Path))),
+                Operator::IpIn(n) => checks.push((i, Check::IpIn(n.clone()))),
+                Operator::LengthGt(n) => checks.push((i, Check::LengthGt(*n))),
+            }
+            if r.negate && is_pattern(&r.operator) {
+                negated.push(i);
+            }
+        }
+        let mut dbs = Vec::new();
+        for (specs, pattern_rule) in specs.into_iter().zip(db_rules) {
+            if specs.is_empty() {
+                dbs.push(None);
+                continue;
+            }
+            match matcher::compile(&specs, settings.backend) {
+                Ok(matcher) => dbs.push(Some(Db {
                     matcher,
                     pattern_rule,
-                    negated,
-                    checks,
-                    slot: slots,
-                });
-                slots += 1;
+                })),
+                Err(e) => {
+                    let r = &rules[pattern_rule.get(e.id as usize).copied().unwrap_or(0)];
+                    errors.push(err_at(
+                        r,
+                        format!(
+                            "pattern cannot be compiled by the {} matcher: {}",
+                            settings.backend, e.message
+                        ),
+                    ));
+                    dbs.push(None);
+                }
             }
-            passes.push(Pass { chain, groups });
+        }
+        // The trie of chain prefixes; node 0 is the raw value.
+        let mut nodes = vec![Node {
+            parent: NONE,
+            transform: None,
+        }];
+        let mut node_of: BTreeMap<Vec<crate::rules::transform::Transform>, usize> = BTreeMap::new();
+        for c in &mut chains {
+            let mut at = 0;
+            let ts = c.chain.transforms();
+            for k in 0..ts.len() {
+                at = *node_of.entry(ts[..=k].to_vec()).or_insert_with(|| {
+                    nodes.push(Node {
+                        parent: at,
+                        transform: Some(ts[k]),
+                    });
+                    nodes.len() - 1
+                });
+            }
+            c.node = at;
+        }
+        let mut plans: Vec<KindPlan> = (0..KINDS).map(|_| KindPlan::default()).collect();
+        for kind in all_kinds() {
+            let plan = &mut plans[kind as usize];
+            for (ci, c) in chains.iter().enumerate() {
+                let ts: Vec<Target> = c
+                    .targets
+                    .iter()
+                    .filter(|t| kind_selects(t.kind, kind))
+                    .cloned()
+                    .collect();
+                if !ts.is_empty() {
+                    plan.chains.push((ci, ts));
+                }
+            }
+            let looks = |ri: usize| rules[ri].targets.iter().any(|t| kind_selects(t.kind, kind));
+            plan.checks = (0..checks.len()).filter(|&k| looks(checks[k].0)).collect();
+            plan.negated = negated.iter().copied().filter(|&ri| looks(ri)).collect();
         }
         if !errors.is_empty() {
             errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
@@ -310,10 +521,15 @@ impl RuleSet {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             rules,
             modes,
-            passes,
+            chains,
+            rule_chain,
+            db_of_chain,
+            dbs,
+            nodes,
+            plans,
+            checks,
             exclusions,
             threshold: settings.inbound_threshold,
-            slots,
             hash: format!("{:016x}", hasher.0),
             backend: settings.backend,
         })
@@ -353,87 +569,105 @@ impl RuleSet {
         facts: &RequestFacts<'_>,
         scratch: &mut EngineScratch,
     ) -> Evaluation {
-        if scratch.uid != self.uid {
-            scratch.uid = self.uid;
-            scratch.scratch = (0..self.slots).map(|_| Scratch::default()).collect();
-        }
+        scratch.fit(self);
         let excl = self.active_exclusions(facts);
         let mut hits = Vec::new();
         let mut errors = Vec::new();
-        let mut matched: Vec<usize> = Vec::new();
-        // Detector results per field, keyed by (detector, transformed bytes):
-        // most chains leave a clean value unchanged, and a detector must not
-        // rerun on the same bytes once per chain.
-        type Seen = Vec<(Vec<u8>, Option<Detection>)>;
-        let mut det_cache: std::collections::HashMap<(usize, Native), Seen> =
-            std::collections::HashMap::new();
-        for pass in &self.passes {
-            for (fi, f) in fields.iter().enumerate() {
-                if excl.skips_target(f) {
+        let EngineScratch {
+            scratch: ms,
+            value_of_chain,
+            ..
+        } = scratch;
+        let wants = |ri: usize, f: &Field<'_>| self.rules[ri].targets.iter().any(|t| selects(t, f));
+        // Every distinct transformed value of the request, with what the
+        // databases and detectors found in it: a JSON leaf is also an
+        // `args_post` field, a header value often repeats, and most chains
+        // leave a clean value unchanged, so each is scanned once.
+        let mut cache = ValueCache::default();
+        let mut distinct: Vec<usize> = Vec::new();
+        let mut node_val: Vec<NodeVal> = Vec::with_capacity(self.nodes.len());
+        for f in fields {
+            if excl.skips_target(f) {
+                continue;
+            }
+            let Some(plan) = self.plans.get(f.kind as usize) else {
+                continue;
+            };
+            distinct.clear();
+            node_val.clear();
+            node_val.resize_with(self.nodes.len(), || NodeVal::Unset);
+            value_of_chain.fill(NONE);
+            for (ci, ts) in &plan.chains {
+                if !ts.iter().any(|t| selects(t, f)) {
                     continue;
                 }
-                // Transform once per (field, chain), only if some rule wants the field.
-                if !pass
-                    .groups
-                    .iter()
-                    .any(|g| g.targets.iter().any(|t| selects(t, f)))
-                {
-                    continue;
+                let at = self.node_value(self.chains[*ci].node, f.value, &mut node_val);
+                let e = match &node_val[at] {
+                    NodeVal::Owned(v) => cache.intern_slice(v, self.dbs.len()),
+                    _ => cache.intern(Cow::Borrowed(f.value), self.dbs.len()),
+                };
+                value_of_chain[*ci] = e;
+                if !distinct.contains(&e) {
+                    distinct.push(e);
                 }
-                let value = pass.chain.apply(f.value);
-                for g in pass
-                    .groups
-                    .iter()
-                    .filter(|g| g.targets.iter().any(|t| selects(t, f)))
-                {
-                    let wants = |ri: usize| self.rules[ri].targets.iter().any(|t| selects(t, f));
-                    matched.clear();
-                    if let Some(m) = &g.matcher {
-                        let s = &mut scratch.scratch[g.slot];
-                        if let Err(e) = m.scan(s, &value, |id| {
-                            if let Some(&ri) = g.pattern_rule.get(id as usize) {
-                                matched.push(ri);
-                            }
-                        }) {
-                            errors.push(format!("{}: {e}", target_label(f)));
-                            continue;
+            }
+            for &e in &distinct {
+                // Scan with every database one of this value's chains uses
+                // (once per value and database for the whole request).
+                for (ci, _) in &plan.chains {
+                    if value_of_chain[*ci] != e {
+                        continue;
+                    }
+                    let d = self.db_of_chain[*ci];
+                    let entry = &mut cache.entries[e];
+                    if entry.scanned & (1 << d) != 0 {
+                        continue;
+                    }
+                    entry.scanned |= 1 << d;
+                    let Some(db) = &self.dbs[d] else { continue };
+                    let matched = &mut entry.matched;
+                    if let Err(err) = db.matcher.scan(&mut ms[d], &entry.value, |id| {
+                        if let Some(&ri) = db.pattern_rule.get(id as usize) {
+                            matched.push(ri);
                         }
+                    }) {
+                        entry.error = true;
+                        errors.push(format!("{}: {err}", target_label(f)));
                     }
                     matched.sort_unstable();
                     matched.dedup();
-                    for &ri in &matched {
-                        if !self.rules[ri].negate && wants(ri) {
-                            self.push_hit(&mut hits, &excl, ri, f, &pass.chain, &value, None);
-                        }
+                }
+                let entry = &mut cache.entries[e];
+                if entry.error {
+                    continue;
+                }
+                let mine = |ri: usize| value_of_chain[self.rule_chain[ri]] == e;
+                for &ri in &entry.matched {
+                    if !self.rules[ri].negate && mine(ri) && wants(ri, f) {
+                        self.push_hit(&mut hits, &excl, ri, f, &entry.value, None);
                     }
-                    for &ri in &g.negated {
-                        if matched.binary_search(&ri).is_err() && wants(ri) {
-                            self.push_hit(&mut hits, &excl, ri, f, &pass.chain, &value, None);
-                        }
+                }
+                for &ri in &plan.negated {
+                    if mine(ri) && entry.matched.binary_search(&ri).is_err() && wants(ri, f) {
+                        self.push_hit(&mut hits, &excl, ri, f, &entry.value, None);
                     }
-                    for (ri, check) in &g.checks {
-                        if !wants(*ri) {
-                            continue;
-                        }
-                        let found = match check {
-                            Check::Native(n) => {
-                                let seen = det_cache.entry((fi, *n)).or_default();
-                                match seen.iter().find(|(v, _)| v.as_slice() == &*value) {
-                                    Some((_, r)) => r.clone(),
-                                    None => {
-                                        let r = run_check(check, &value);
-                                        seen.push((value.to_vec(), r.clone()));
-                                        r
-                                    }
-                                }
-                            }
-                            _ => run_check(check, &value),
-                        };
-                        let fired = found.is_some() != self.rules[*ri].negate;
-                        if fired {
-                            let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
-                            self.push_hit(&mut hits, &excl, *ri, f, &pass.chain, &value, detail);
-                        }
+                }
+                // A detector runs once per distinct value, whatever the
+                // number of rules, chains and fields that use it.
+                for &k in &plan.checks {
+                    let (ri, check) = &self.checks[k];
+                    if !mine(*ri) || !wants(*ri, f) {
+                        continue;
+                    }
+                    let found = match check {
+                        Check::Native(n) => entry.natives[*n as usize]
+                            .get_or_insert_with(|| run_check(check, &entry.value))
+                            .clone(),
+                        _ => run_check(check, &entry.value),
+                    };
+                    if found.is_some() != self.rules[*ri].negate {
+                        let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
+                        self.push_hit(&mut hits, &excl, *ri, f, &entry.value, detail);
                     }
                 }
             }
@@ -465,6 +699,37 @@ impl RuleSet {
         }
     }
 
+    /// The value of trie node `at` for `input`, computing (and keeping)
+    /// its ancestors first; returns the node that holds the bytes (a node
+    /// whose transform changed nothing defers to its parent).
+    fn node_value(&self, at: usize, input: &[u8], vals: &mut [NodeVal]) -> usize {
+        match vals[at] {
+            NodeVal::Owned(_) => return at,
+            NodeVal::Same(k) => return k,
+            NodeVal::Unset => {}
+        }
+        let node = &self.nodes[at];
+        let (Some(t), true) = (node.transform, node.parent != NONE) else {
+            vals[at] = NodeVal::Same(at);
+            return at;
+        };
+        let p = self.node_value(node.parent, input, vals);
+        let bytes: &[u8] = match &vals[p] {
+            NodeVal::Owned(v) => v,
+            _ => input,
+        };
+        let out = match t.apply(bytes) {
+            Cow::Borrowed(s) if s.len() == bytes.len() => {
+                vals[at] = NodeVal::Same(p);
+                return p;
+            }
+            Cow::Borrowed(s) => s.to_vec(),
+            Cow::Owned(v) => v,
+        };
+        vals[at] = NodeVal::Owned(out);
+        at
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn push_hit(
         &self,
@@ -472,11 +737,11 @@ impl RuleSet {
         excl: &Active<'_>,
         ri: usize,
         f: &Field<'_>,
-        chain: &Chain,
         value: &[u8],
         detail: Option<String>,
     ) {
         let r = &self.rules[ri];
+        let chain = &self.chains[self.rule_chain[ri]].chain;
         if excl.disables(r, f) {
             return;
         }
@@ -540,23 +805,17 @@ impl RuleSet {
         input: &[u8],
         scratch: &mut EngineScratch,
     ) -> Option<bool> {
-        if scratch.uid != self.uid {
-            scratch.uid = self.uid;
-            scratch.scratch = (0..self.slots).map(|_| Scratch::default()).collect();
-        }
+        scratch.fit(self);
         let ri = self.rules.iter().position(|r| r.id == rule_id)?;
         let r = &self.rules[ri];
-        let chain = Chain::new(r.transforms.clone());
-        let pass = self.passes.iter().find(|p| p.chain == chain)?;
-        let g = pass.groups.first()?;
-        let value = chain.apply(input);
+        let value = self.chains[self.rule_chain[ri]].chain.apply(input);
         let mut fired = false;
-        if let Some(check) = g.checks.iter().find(|(i, _)| *i == ri).map(|(_, c)| c) {
+        if let Some(check) = self.checks.iter().find(|(i, _)| *i == ri).map(|(_, c)| c) {
             fired = run_check(check, &value).is_some();
-        } else if let Some(m) = &g.matcher {
-            let s = &mut scratch.scratch[g.slot];
-            let _ = m.scan(s, &value, |id| {
-                if g.pattern_rule.get(id as usize) == Some(&ri) {
+        } else if let Some(db) = &self.dbs[self.db_of_chain[self.rule_chain[ri]]] {
+            let d = self.db_of_chain[self.rule_chain[ri]];
+            let _ = db.matcher.scan(&mut scratch.scratch[d], &value, |id| {
+                if db.pattern_rule.get(id as usize) == Some(&ri) {
                     fired = true;
                 }
             });
