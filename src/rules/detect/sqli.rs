@@ -207,28 +207,41 @@ fn worth_lexing(b: &[u8]) -> bool {
         .iter()
         .position(|&c| !is_space(c) && c != b')')
         .unwrap_or(b.len());
-    let rest = &b[start..];
-    let word_op = |w: &[u8]| {
-        rest.len() > w.len()
-            && rest[..w.len()].eq_ignore_ascii_case(w)
-            && !is_word_byte(rest[w.len()])
-    };
-    if rest.starts_with(b"||")
-        || rest.starts_with(b"&&")
-        || word_op(b"or")
-        || word_op(b"and")
-        || word_op(b"xor")
-    {
+    if boolean_op_at(b, start) {
         return true;
     }
     // One pass with an early exit; the `union` test only runs at a `u`.
     b.iter().enumerate().any(|(i, &c)| match c {
         b'\'' | b'"' | b';' | b'(' | b'@' | b'*' => true,
+        // `x=AND 1=1`, `a,OR 2>1`: a boolean operator after punctuation.
+        b'=' | b',' => {
+            let next = b[i + 1..]
+                .iter()
+                .position(|&c| !is_space(c))
+                .map_or(b.len(), |p| i + 1 + p);
+            boolean_op_at(b, next)
+        }
         b'u' | b'U' => b
             .get(i + 1..i + 5)
             .is_some_and(|w| w.eq_ignore_ascii_case(b"nion")),
         _ => false,
     })
+}
+
+/// Does a boolean operator (`or`, `and`, `xor` as whole words, `||`,
+/// `&&`) start at `i`?
+fn boolean_op_at(b: &[u8], i: usize) -> bool {
+    let rest = b.get(i..).unwrap_or(&[]);
+    let word_op = |w: &[u8]| {
+        rest.len() > w.len()
+            && rest[..w.len()].eq_ignore_ascii_case(w)
+            && !is_word_byte(rest[w.len()])
+    };
+    rest.starts_with(b"||")
+        || rest.starts_with(b"&&")
+        || word_op(b"or")
+        || word_op(b"and")
+        || word_op(b"xor")
 }
 
 // ---------------------------------------------------------------------------
@@ -1151,6 +1164,14 @@ fn anywhere(t: &[Tok], from: usize) -> Option<Hit> {
             Class::Func if x.has(DANGER_FN) => {
                 danger_call_as_operand(t, k, from).then_some(R_DANGER)
             }
+            // `id=AND 1=1`, `x,OR 2>1`: a boolean probe after an operator or
+            // punctuation (after a word it is prose: "rock and 2=2").
+            Class::Logic => (k
+                .checked_sub(1)
+                .and_then(|p| class_at(t, p))
+                .is_none_or(|c| !matches!(c, Class::Word | Class::Num | Class::Str | Class::Func))
+                && logic_then_literal_comparison(t, k))
+            .then_some(R_TAUTOLOGY),
             _ => None,
         };
         if let Some(rule) = rule {
