@@ -43,9 +43,11 @@
 //!   past that (e.g. a 5 KiB string before the quote) is not seen. Weak rules
 //!   also refuse to judge a stream cut by a limit. Regex rules are the
 //!   backstop there.
-//! - Backslash escapes are MySQL's (`\'` does not close a string), so a
-//!   break-out that relies on a backend without backslash escapes
-//!   (PostgreSQL standard strings, MSSQL) via `\'` is missed.
+//! - Backslash escapes are MySQL's (`\'` does not close a string); a value
+//!   holding `\'` or `\"` is lexed a second time without them, as standard
+//!   SQL, MSSQL and SQLite read it (`\' or 1=1--` matches).
+//! - Typographic quotes (`’`, `‘`, `´`, `“`, `”`, fullwidth) are folded to
+//!   ASCII before lexing, as best-fit code-page conversion does.
 //! - A value that is itself unquoted SQL (`a UNION SELECT b FROM c`,
 //!   `x; DROP TABLE t`) matches in `sql:numeric`, so SQL pasted into a
 //!   free-text field is reported; exclusions per target are the remedy.
@@ -56,8 +58,14 @@
 //!   possessives such as `the players' #1 pick`. Conversely a value that is
 //!   only a quote and a comment marker (`'#'`, `"--"`) matches.
 //! - Weak shapes need a parseable statement, so probes that leave the
-//!   application's quote dangling (`' or 'a' = 'a'`) or have no operand
-//!   before the operator (`or 1=1` in numeric context) are missed.
+//!   application's quote dangling with a column comparison
+//!   (`' or name = 'x'`) are missed. A boolean operator followed by a
+//!   literal and a symbolic comparison (`' or 'a'='a'`, `or 1=1`,
+//!   `id=AND 2>1`) is a strong shape and matches anywhere after a quote,
+//!   punctuation or at the start, even in prose ("and 2 > 1 is true").
+//! - A single word closed by the quote and followed only by `)`, `;` or the
+//!   other quote (`1')`, `x';`, `5'"`) matches as a dangling-quote probe; a
+//!   lone trailing quote (`1'`, `James'`) does not.
 //! - A tight delay-function call as the whole value or after an operator
 //!   (`sleep(5);`, `x = sleep(5)`) matches, even in a code snippet;
 //!   `time.sleep(5)` and "add sleep(5) here" do not.
