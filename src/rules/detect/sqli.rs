@@ -43,9 +43,11 @@
 //!   past that (e.g. a 5 KiB string before the quote) is not seen. Weak rules
 //!   also refuse to judge a stream cut by a limit. Regex rules are the
 //!   backstop there.
-//! - Backslash escapes are MySQL's (`\'` does not close a string), so a
-//!   break-out that relies on a backend without backslash escapes
-//!   (PostgreSQL standard strings, MSSQL) via `\'` is missed.
+//! - Backslash escapes are MySQL's (`\'` does not close a string); a value
+//!   holding `\'` or `\"` is lexed a second time without them, as standard
+//!   SQL, MSSQL and SQLite read it (`\' or 1=1--` matches).
+//! - Typographic quotes (`’`, `‘`, `´`, `“`, `”`, fullwidth) are folded to
+//!   ASCII before lexing, as best-fit code-page conversion does.
 //! - A value that is itself unquoted SQL (`a UNION SELECT b FROM c`,
 //!   `x; DROP TABLE t`) matches in `sql:numeric`, so SQL pasted into a
 //!   free-text field is reported; exclusions per target are the remedy.
@@ -56,8 +58,14 @@
 //!   possessives such as `the players' #1 pick`. Conversely a value that is
 //!   only a quote and a comment marker (`'#'`, `"--"`) matches.
 //! - Weak shapes need a parseable statement, so probes that leave the
-//!   application's quote dangling (`' or 'a' = 'a'`) or have no operand
-//!   before the operator (`or 1=1` in numeric context) are missed.
+//!   application's quote dangling with a column comparison
+//!   (`' or name = 'x'`) are missed. A boolean operator followed by a
+//!   literal and a symbolic comparison (`' or 'a'='a'`, `or 1=1`,
+//!   `id=AND 2>1`) is a strong shape and matches anywhere after a quote,
+//!   punctuation or at the start, even in prose ("and 2 > 1 is true").
+//! - A single word closed by the quote and followed only by `)`, `;` or the
+//!   other quote (`1')`, `x';`, `5'"`) matches as a dangling-quote probe; a
+//!   lone trailing quote (`1'`, `James'`) does not.
 //! - A tight delay-function call as the whole value or after an operator
 //!   (`sleep(5);`, `x = sleep(5)`) matches, even in a code snippet;
 //!   `time.sleep(5)` and "add sleep(5) here" do not.
@@ -108,6 +116,9 @@ const R_SYSVAR: &str = "system-variable";
 const R_VALUE_FN: &str = "delay-function-as-value";
 const R_VALUE_SUBQUERY: &str = "subquery-as-value";
 const R_DANGER: &str = "delay-function-in-expression";
+const R_TAUTOLOGY: &str = "boolean-literal-comparison";
+const R_TIGHT_LOGIC: &str = "boolean-glued-to-quote";
+const R_DANGLING: &str = "dangling-quote-probe";
 
 /// Does `input`, spliced into a SQL statement, form injected SQL structure?
 ///
@@ -117,6 +128,17 @@ const R_DANGER: &str = "delay-function-in-expression";
 pub fn detect(input: &[u8]) -> Option<Detection> {
     let cut = input.len() > MAX_SCAN_BYTES;
     let input = &input[..input.len().min(MAX_SCAN_BYTES)];
+    // Typographic quotes are folded first: databases and drivers that
+    // convert Unicode to a legacy code page ("best fit") turn them into
+    // ASCII quotes, and they are a known way around quote filters. Only
+    // values holding one pay for the copy.
+    if let Some(folded) = fold_quotes(input) {
+        return detect_ascii(&folded, cut);
+    }
+    detect_ascii(input, cut)
+}
+
+fn detect_ascii(input: &[u8], cut: bool) -> Option<Detection> {
     if !worth_lexing(input) {
         return None;
     }
@@ -127,30 +149,107 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
             if let Some(hit) = judge_quoted(&stream) {
                 return Some(hit.detection(context, &stream));
             }
+            // `\'` closes the literal on backends where a backslash is an
+            // ordinary character (standard SQL strings, MSSQL, SQLite,
+            // Oracle) and defeats filters that escape quotes by prefixing
+            // a backslash: lex again without backslash escapes.
+            if input.windows(2).any(|w| w[0] == b'\\' && w[1] == quote) {
+                let stream = Stream::lex_with(input, Some(quote), cut, false);
+                if let Some(hit) = judge_quoted(&stream) {
+                    return Some(hit.detection(context, &stream));
+                }
+            }
         }
     }
     let stream = Stream::lex(input, None, cut);
     judge_numeric(&stream).map(|hit| hit.detection(CTX_NUMERIC, &stream))
 }
 
+/// Typographic quotes that legacy code-page conversions map to ASCII
+/// quotes: U+2018, U+2019, U+201B, U+2032, U+00B4, U+02BC, U+FF07 (to `'`)
+/// and U+201C, U+201D, U+2033, U+FF02 (to `"`). `None` when the value holds
+/// none (the common case, decided by one pass over the bytes).
+fn fold_quotes(b: &[u8]) -> Option<Vec<u8>> {
+    fn quote_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
+        match (b[i], b.get(i + 1), b.get(i + 2)) {
+            (0xe2, Some(0x80), Some(0x98 | 0x99 | 0x9b | 0xb2)) => Some((b'\'', 3)),
+            (0xe2, Some(0x80), Some(0x9c | 0x9d | 0xb3)) => Some((b'"', 3)),
+            (0xc2, Some(0xb4), _) | (0xca, Some(0xbc), _) => Some((b'\'', 2)),
+            (0xef, Some(0xbc), Some(0x87)) => Some((b'\'', 3)),
+            (0xef, Some(0xbc), Some(0x82)) => Some((b'"', 3)),
+            _ => None,
+        }
+    }
+    let first = (0..b.len()).find(|&i| b[i] >= 0xc2 && quote_at(b, i).is_some())?;
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..first]);
+    let mut i = first;
+    while i < b.len() {
+        match quote_at(b, i) {
+            Some((q, len)) => {
+                out.push(q);
+                i += len;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Cheap reject for the common case (plain words, numbers, dates, e-mail
 /// addresses). Every rule needs one of: a quote (quoted contexts, INTO
 /// OUTFILE '…'), `;` (stacked), `(` (calls, subqueries), `@` (`@@version`),
 /// `*` (a `/*` comment hiding a leading number), a leading number (numeric
-/// break-out) or the word `union` (unquoted UNION SELECT).
+/// break-out), a leading boolean operator or the word `union` (unquoted
+/// UNION SELECT).
 fn worth_lexing(b: &[u8]) -> bool {
     let lead = b.iter().find(|&&c| !is_space(c) && c != b'-' && c != b'+');
     if lead.is_some_and(|&c| c.is_ascii_digit() || c == b'.') {
         return true;
     }
+    // A leading boolean operator (`or 1=1`, `) AND 2>1`, `|| 1=1`).
+    let start = b
+        .iter()
+        .position(|&c| !is_space(c) && c != b')')
+        .unwrap_or(b.len());
+    if boolean_op_at(b, start) {
+        return true;
+    }
     // One pass with an early exit; the `union` test only runs at a `u`.
     b.iter().enumerate().any(|(i, &c)| match c {
         b'\'' | b'"' | b';' | b'(' | b'@' | b'*' => true,
+        // `x=AND 1=1`, `a,OR 2>1`: a boolean operator after punctuation.
+        b'=' | b',' => {
+            let next = b[i + 1..]
+                .iter()
+                .position(|&c| !is_space(c))
+                .map_or(b.len(), |p| i + 1 + p);
+            boolean_op_at(b, next)
+        }
         b'u' | b'U' => b
             .get(i + 1..i + 5)
             .is_some_and(|w| w.eq_ignore_ascii_case(b"nion")),
         _ => false,
     })
+}
+
+/// Does a boolean operator (`or`, `and`, `xor` as whole words, `||`,
+/// `&&`) start at `i`?
+fn boolean_op_at(b: &[u8], i: usize) -> bool {
+    let rest = b.get(i..).unwrap_or(&[]);
+    let word_op = |w: &[u8]| {
+        rest.len() > w.len()
+            && rest[..w.len()].eq_ignore_ascii_case(w)
+            && !is_word_byte(rest[w.len()])
+    };
+    rest.starts_with(b"||")
+        || rest.starts_with(b"&&")
+        || word_op(b"or")
+        || word_op(b"and")
+        || word_op(b"xor")
 }
 
 // ---------------------------------------------------------------------------
@@ -272,28 +371,36 @@ enum Kw {
 
 /// The string did not close inside the value (the application's quote, or
 /// nothing, closes it).
-const OPEN: u8 = 1;
+const OPEN: u16 = 1;
 /// A `0x…` number (used to build strings by concatenation).
-const HEX: u8 = 1 << 1;
+const HEX: u16 = 1 << 1;
 /// A `@@system` variable.
-const SYSVAR: u8 = 1 << 2;
+const SYSVAR: u16 = 1 << 2;
 /// A word naming a common SQL function (only matters when it is a call).
-const KNOWN_FN: u8 = 1 << 3;
+const KNOWN_FN: u16 = 1 << 3;
 /// A time-delay or error-based extraction function (`SLEEP`, `UPDATEXML`…).
-const DANGER_FN: u8 = 1 << 4;
+const DANGER_FN: u16 = 1 << 4;
 /// A comment whose body holds no letter or digit (`--`, `-- -`, `#`, `--+`).
-const BLANK: u8 = 1 << 5;
+const BLANK: u16 = 1 << 5;
 /// A string literal containing whitespace.
-const SPACED: u8 = 1 << 6;
+const SPACED: u16 = 1 << 6;
 /// A call whose `(` follows the name immediately, as MySQL requires for
 /// built-in functions by default.
-const TIGHT: u8 = 1 << 7;
+const TIGHT: u16 = 1 << 7;
+/// Nothing (no whitespace, no comment) separates the token from the code
+/// before it: `'or'`, `1'and`.
+const GLUED: u16 = 1 << 8;
+/// A string literal with an empty body (`''`, or a lone quote that the
+/// application's quote closes).
+const EMPTY: u16 = 1 << 9;
+/// A pattern comparison word (`LIKE`, `RLIKE`, `REGEXP`, `GLOB`, `ILIKE`).
+const LIKE: u16 = 1 << 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tok {
     class: Class,
     kw: Kw,
-    flags: u8,
+    flags: u16,
     /// First byte of a symbolic operator (`=`, `|` for `||`, `-`…); 0 for
     /// word operators such as `LIKE` and for every other class.
     ch: u8,
@@ -320,7 +427,7 @@ impl Tok {
         }
     }
 
-    fn has(&self, flag: u8) -> bool {
+    fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
     }
 }
@@ -340,7 +447,7 @@ fn is_word_start(c: u8) -> bool {
 }
 
 /// Keyword table (lookup on the ASCII-lowercased word).
-fn lookup(word: &[u8]) -> Option<(Class, Kw, u8)> {
+fn lookup(word: &[u8]) -> Option<(Class, Kw, u16)> {
     use Class as C;
     let mut buf = [0u8; 24];
     if word.len() > buf.len() {
@@ -366,8 +473,8 @@ fn lookup(word: &[u8]) -> Option<(Class, Kw, u8)> {
         b"and" | b"or" | b"xor" => (C::Logic, Kw::None, 0),
         b"not" => (C::Unary, Kw::Not, 0),
         b"exists" => (C::Unary, Kw::Exists, 0),
-        b"like" | b"rlike" | b"ilike" | b"regexp" | b"is" | b"in" | b"between" | b"sounds"
-        | b"glob" => (C::Compare, Kw::None, 0),
+        b"like" | b"rlike" | b"ilike" | b"regexp" | b"glob" => (C::Compare, Kw::None, LIKE),
+        b"is" | b"in" | b"between" | b"sounds" => (C::Compare, Kw::None, 0),
         b"div" | b"mod" => (C::Arith, Kw::None, KNOWN_FN),
         b"null" | b"true" | b"false" => (C::Num, Kw::None, 0),
         b"from" => (C::Keyword, Kw::From, 0),
@@ -424,6 +531,12 @@ struct Lexer<'a> {
     i: usize,
     /// Inside MySQL's `/*! … */`, where `*/` is just the end of the comment.
     in_versioned: bool,
+    /// Where the last token's code started (after whitespace and comments);
+    /// equal to where the skipping started when nothing was skipped.
+    glued_from: usize,
+    /// Does `\` escape the next byte inside strings (MySQL) or is it an
+    /// ordinary character (standard SQL, MSSQL, PostgreSQL, SQLite)?
+    backslash: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -432,6 +545,8 @@ impl<'a> Lexer<'a> {
             b,
             i: 0,
             in_versioned: false,
+            glued_from: usize::MAX,
+            backslash: true,
         }
     }
 
@@ -440,6 +555,15 @@ impl<'a> Lexer<'a> {
     }
 
     fn next_tok(&mut self) -> Option<Tok> {
+        let start = self.i;
+        let mut tok = self.next_tok_inner()?;
+        if self.glued_from == start {
+            tok.flags |= GLUED;
+        }
+        Some(tok)
+    }
+
+    fn next_tok_inner(&mut self) -> Option<Tok> {
         // Whitespace and comments first; a comment reaching the end of the
         // value is a token, because it swallows what the application appends.
         loop {
@@ -484,6 +608,7 @@ impl<'a> Lexer<'a> {
                 _ => break,
             }
         }
+        self.glued_from = self.i;
         let c = self.peek(0)?;
         let c1 = self.peek(1);
         let tok = match c {
@@ -529,7 +654,7 @@ impl<'a> Lexer<'a> {
         let mut tok = Tok::new(Class::Str);
         let mut j = body;
         while let Some(&c) = b.get(j) {
-            if c == b'\\' {
+            if c == b'\\' && self.backslash {
                 j += 2;
                 continue;
             }
@@ -538,6 +663,9 @@ impl<'a> Lexer<'a> {
                     j += 2;
                     continue;
                 }
+                if j == body {
+                    tok.flags |= EMPTY;
+                }
                 self.i = j + 1;
                 return tok;
             }
@@ -545,6 +673,9 @@ impl<'a> Lexer<'a> {
                 tok.flags |= SPACED;
             }
             j += 1;
+        }
+        if body >= b.len() {
+            tok.flags |= EMPTY;
         }
         self.i = b.len();
         tok.flags |= OPEN;
@@ -766,7 +897,13 @@ impl Stream {
     /// Lexes `input`; with `quote`, the stream starts inside a literal the
     /// application opened with that quote.
     fn lex(input: &[u8], quote: Option<u8>, cut: bool) -> Stream {
+        Stream::lex_with(input, quote, cut, true)
+    }
+
+    /// [`Stream::lex`], choosing whether backslash escapes inside strings.
+    fn lex_with(input: &[u8], quote: Option<u8>, cut: bool, backslash: bool) -> Stream {
         let mut lexer = Lexer::new(input);
+        lexer.backslash = backslash;
         let mut stream = Stream {
             toks: [Tok::EMPTY; MAX_TOKENS],
             len: 0,
@@ -848,7 +985,36 @@ fn judge_quoted(stream: &Stream) -> Option<Hit> {
     if let Some(rule) = after_breakout(t, 1, stream.end, true) {
         return Some(Hit { rule, from: 0 });
     }
+    if dangling_probe(t) {
+        return Some(Hit {
+            rule: R_DANGLING,
+            from: 0,
+        });
+    }
     anywhere(t, 1)
+}
+
+/// `1')`, `x';`, `1'))`, `1'"`: a single word (no whitespace) closed by the
+/// quote, then only closing parentheses, a statement terminator or the
+/// other quote: a probe that breaks the statement to see whether the
+/// application errors. A possessive is followed by words, not by `)` or `;`
+/// alone, and a spaced phrase before the quote is left alone.
+fn dangling_probe(t: &[Tok]) -> bool {
+    use Class as C;
+    let Some(first) = t.first() else {
+        return false;
+    };
+    if first.has(SPACED) || t.len() < 2 {
+        return false;
+    }
+    t[1..].iter().all(|x| match x.class {
+        C::RParen | C::Semi => true,
+        C::Comment => x.has(BLANK),
+        C::Str => x.has(OPEN) && x.has(EMPTY),
+        _ => false,
+    }) && t[1..]
+        .iter()
+        .any(|x| matches!(x.class, C::RParen | C::Semi | C::Str))
 }
 
 /// `… = <v>`: a value starting with a number is anchored there and judged
@@ -857,7 +1023,14 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
     let t = stream.toks();
     let rule = match numeric_anchor(t) {
         Some(at) => after_breakout(t, at, stream.end, false),
-        None => value_position(t, stream.end),
+        None => value_position(t, stream.end).or_else(|| {
+            // `or 1=1`, `) AND 2>1`: a value spliced after a condition.
+            let mut i = 0;
+            while class_at(t, i) == Some(Class::RParen) {
+                i += 1;
+            }
+            logic_then_literal_comparison(t, i).then_some(R_TAUTOLOGY)
+        }),
     };
     if let Some(rule) = rule {
         return Some(Hit { rule, from: 0 });
@@ -909,6 +1082,12 @@ fn after_breakout(t: &[Tok], at: usize, end: End, quoted: bool) -> Option<&'stat
     }
     if operator_then_payload(t, i) {
         return Some(R_OP_PAYLOAD); // ' AND SLEEP(5), '||(SELECT …
+    }
+    if logic_then_literal_comparison(t, i) {
+        return Some(R_TAUTOLOGY); // ' or 1=1 · 1' and 'a'='a' · 1 AND 5>3
+    }
+    if quoted && logic_glued_to_quote(t, i) {
+        return Some(R_TIGHT_LOGIC); // a'or'a · \'and 1 · x'||'
     }
     if quoted && comment_truncation(t, i) {
         return Some(R_COMMENT); // admin'--
@@ -993,6 +1172,14 @@ fn anywhere(t: &[Tok], from: usize) -> Option<Hit> {
             Class::Func if x.has(DANGER_FN) => {
                 danger_call_as_operand(t, k, from).then_some(R_DANGER)
             }
+            // `id=AND 1=1`, `x,OR 2>1`: a boolean probe after an operator or
+            // punctuation (after a word it is prose: "rock and 2=2").
+            Class::Logic => (k
+                .checked_sub(1)
+                .and_then(|p| class_at(t, p))
+                .is_none_or(|c| !matches!(c, Class::Word | Class::Num | Class::Str | Class::Func))
+                && logic_then_literal_comparison(t, k))
+            .then_some(R_TAUTOLOGY),
             _ => None,
         };
         if let Some(rule) = rule {
@@ -1180,6 +1367,57 @@ fn operator_then_payload(t: &[Tok], i: usize) -> bool {
     }
     t.get(j)
         .is_some_and(|x| x.kw == Kw::Select || (x.class == Class::Func && x.has(DANGER_FN)))
+}
+
+/// A boolean operator at `i`, then a literal compared by a symbolic
+/// operator or a pattern match: `OR 1=1`, `AND 'a'='a`, `|| 2>1`,
+/// `and 1 like 1`, `OR (1)=(1`. The tautologies and contradictions of
+/// boolean probes; whatever follows does not matter (probes often leave
+/// the statement broken). Word comparisons such as `IS` and `IN` are not
+/// enough ("or 1 in 5 said"), nor is a word operand ("or 2 = two").
+fn logic_then_literal_comparison(t: &[Tok], i: usize) -> bool {
+    use Class as C;
+    if class_at(t, i) != Some(C::Logic) {
+        return false;
+    }
+    let mut j = i + 1;
+    while matches!(class_at(t, j), Some(C::LParen | C::Unary)) {
+        j += 1;
+    }
+    if t.get(j)
+        .is_some_and(|x| x.class == C::Arith && matches!(x.ch, b'-' | b'+'))
+    {
+        j += 1;
+    }
+    if !matches!(class_at(t, j), Some(C::Num | C::Str)) {
+        return false;
+    }
+    let mut k = j + 1;
+    while class_at(t, k) == Some(C::RParen) {
+        k += 1;
+    }
+    t.get(k)
+        .is_some_and(|x| x.class == C::Compare && (x.ch != 0 || x.has(LIKE)))
+}
+
+/// `a'or'a`, `x'and 1`, `'||'`, `x'or(…`: a boolean operator written
+/// against the closing quote with no space, followed by an operand that
+/// is not prose (a literal without spaces, a number, `(`, a call, `NOT`).
+/// Prose puts a space after a closing quote; a quoted word such as
+/// "the word 'or' means" is followed by a spaced string.
+fn logic_glued_to_quote(t: &[Tok], i: usize) -> bool {
+    use Class as C;
+    let Some(op) = t.get(i) else {
+        return false;
+    };
+    if op.class != C::Logic || !op.has(GLUED) || i != 1 {
+        return false;
+    }
+    t.get(i + 1).is_some_and(|x| match x.class {
+        C::Num | C::LParen | C::Unary | C::Func | C::Var => true,
+        C::Str => !x.has(SPACED),
+        _ => false,
+    })
 }
 
 /// `admin'--`, `admin' #`, `x');--`, `x'/*`: the value ends the literal
@@ -1468,14 +1706,26 @@ mod tests {
     fn contexts_and_rules_are_reported() {
         let d = detect(b"1' OR '1'='1").unwrap();
         assert_eq!(d.context, "sql:single-quote");
-        assert_eq!(d.detail, "boolean-expression [s&s=s]");
+        assert_eq!(d.detail, "boolean-literal-comparison [s&s=s]");
+
+        let d = detect(b"1' OR x='1").unwrap();
+        assert_eq!(d.detail, "boolean-expression [s&b=s]");
 
         let d = detect(br#"" or ""=""#).unwrap();
         assert_eq!(d.context, "sql:double-quote");
 
         let d = detect(b"1 or 1=1").unwrap();
         assert_eq!(d.context, "sql:numeric");
-        assert_eq!(d.detail, "boolean-expression [n&n=n]");
+        assert_eq!(d.detail, "boolean-literal-comparison [n&n=n]");
+
+        let d = detect(b"or 1=1").unwrap();
+        assert_eq!(d.context, "sql:numeric");
+
+        let d = detect(b"x')").unwrap();
+        assert_eq!(d.detail, "dangling-quote-probe [s)]");
+
+        let d = detect(b"a'or'a").unwrap();
+        assert_eq!(d.detail, "boolean-glued-to-quote [s&s]");
 
         let d = detect(b"admin'--").unwrap();
         assert_eq!(d.detail, "comment-truncation [sc]");
@@ -1543,7 +1793,7 @@ mod tests {
         short.extend_from_slice(b"' OR '1'='1");
         assert!(detect(&short).is_some());
         // Token cap: a weak shape cut by the cap is not judged…
-        let many = format!("1 or 1=1 {}", "+1".repeat(MAX_TOKENS));
+        let many = format!("1 or a=b {}", "+1".repeat(MAX_TOKENS));
         assert!(detect(many.as_bytes()).is_none());
         // …a strong one still is.
         let union = format!("1 UNION SELECT {}", "1,".repeat(MAX_TOKENS));
@@ -1601,14 +1851,13 @@ mod tests {
     fn known_gaps_are_as_documented() {
         // False negatives.
         for missed in [
-            // MySQL backslash escaping: `\'` does not close the literal.
-            "\\' or 1=1--",
             // A comment body with words after the break-out.
             "admin'-- x",
-            // No operand before the boolean operator: not valid SQL after `id =`.
-            "or 1=1",
-            // The application's closing quote is left dangling.
-            "' or 'unusual' = 'unusual'",
+            // Column comparisons left dangling need the statement to parse.
+            "' or name = 'unusual'",
+            // A lone quote after a word: possessives look the same.
+            "1'",
+            "James'",
             // A newline ends the comment, so the application's quote is not
             // swallowed.
             "admin'--\n",
@@ -1618,6 +1867,14 @@ mod tests {
         // False positives.
         for flagged in [
             "2 or 3 = 5",
+            // A boolean operator, a literal and a symbolic comparison are
+            // enough, wherever they are.
+            "or 1=1",
+            "and 2 > 1 is what I wrote",
+            // A single word closed by a quote and a parenthesis.
+            "(parents')",
+            // Backslash-quote is lexed both ways.
+            "\\' or 1=1--",
             "'#'",
             "\"--\"",
             "sleep(5);",
