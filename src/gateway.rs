@@ -347,16 +347,63 @@ impl Gateway {
             max_body: l.inspect_body_bytes,
             ..ViewLimits::default()
         };
-        let view = if truncated {
+        let raw = bytes.clone();
+        let built = if truncated {
             RequestView::build_prefix(parts, bytes, &vl)
         } else {
             RequestView::build_bytes(parts, bytes, &vl)
+        };
+        // A body the view cannot parse (malformed JSON or multipart, an
+        // unknown charset or coding) is refused, but first the rules score
+        // what can be read — the request without its body, and the raw body
+        // bytes — so an attack wrapped in a malformed body is answered as
+        // the attack it is (403, logged with its rules), not as a 400.
+        let (view, unprocessable) = match built {
+            Ok(v) => (v, None),
+            Err(e) => {
+                let reject = Reject::Unprocessable {
+                    status: e.status(),
+                    reason: e.reason(),
+                };
+                match bodyless_view(parts, &vl) {
+                    Some(v) => (v, Some(reject)),
+                    None => return Err(reject),
+                }
+            }
+        };
+        let mut fields = crate::rules::engine::view_fields(&view);
+        if unprocessable.is_some() {
+            use crate::rules::engine::Field;
+            use crate::rules::schema::TargetKind;
+            for (name, value) in &parts.headers {
+                if matches!(*name, header::CONTENT_TYPE | header::CONTENT_ENCODING) {
+                    fields.push(Field {
+                        kind: TargetKind::Headers,
+                        name: name.as_str().as_bytes(),
+                        value: value.as_bytes(),
+                    });
+                    fields.push(Field {
+                        kind: TargetKind::HeaderNames,
+                        name: name.as_str().as_bytes(),
+                        value: name.as_str().as_bytes(),
+                    });
+                }
+            }
+            if !raw.is_empty() {
+                // The raw body, and the same bytes as one argument, so the
+                // rules for argument values see them too.
+                fields.push(Field {
+                    kind: TargetKind::Body,
+                    name: b"",
+                    value: &raw,
+                });
+                fields.push(Field {
+                    kind: TargetKind::ArgsPost,
+                    name: b"",
+                    value: &raw,
+                });
+            }
         }
-        .map_err(|e| Reject::Unprocessable {
-            status: e.status(),
-            reason: e.reason(),
-        })?;
-        let fields = crate::rules::engine::view_fields(&view);
         let host = parts
             .headers
             .get(header::HOST)
@@ -438,7 +485,10 @@ impl Gateway {
         if !summary.rule_ids.is_empty() {
             rec.waf = Some(summary);
         }
-        Ok(())
+        match unprocessable {
+            Some(reject) => Err(reject),
+            None => Ok(()),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -849,4 +899,26 @@ fn push_millis(s: &mut String, d: Duration) {
 thread_local! {
     /// Per-worker matcher scratch (each worker is a single-threaded event loop).
     static ENGINE_SCRATCH: std::cell::RefCell<EngineScratch> = std::cell::RefCell::new(EngineScratch::default());
+}
+
+/// The view of a request without its body (headers, cookies, path and
+/// query), for scoring a request whose body could not be parsed.
+fn bodyless_view(parts: &Parts, limits: &ViewLimits) -> Option<RequestView> {
+    let mut b = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version);
+    for (name, value) in &parts.headers {
+        if !matches!(
+            *name,
+            header::CONTENT_TYPE
+                | header::CONTENT_LENGTH
+                | header::CONTENT_ENCODING
+                | header::TRANSFER_ENCODING
+        ) {
+            b = b.header(name, value);
+        }
+    }
+    let (p, ()) = b.body(()).ok()?.into_parts();
+    RequestView::build_bytes(&p, Bytes::new(), limits).ok()
 }

@@ -33,7 +33,10 @@ fn golden_dir() -> PathBuf {
 fn run(backend: Backend) -> Vec<StageResult> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portcullis.yaml");
     let mut cfg = portcullis::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let waf = cfg.waf.as_mut().expect("the default config has a waf section");
+    let waf = cfg
+        .waf
+        .as_mut()
+        .expect("the default config has a waf section");
     assert_eq!(waf.paranoia, 1);
     assert_eq!(waf.inbound_threshold, 5);
     waf.matcher = backend;
@@ -117,7 +120,11 @@ fn golden_corpus_on_both_backends() {
             "benign" => Class::Benign,
             other => panic!("{rel}: unexpected directory `{other}`"),
         };
-        assert_eq!(r.class, want, "{rel} {}: output does not classify as {kind}", r.test);
+        assert_eq!(
+            r.class, want,
+            "{rel} {}: output does not classify as {kind}",
+            r.test
+        );
     }
 
     // (1) Both backends agree stage by stage.
@@ -214,7 +221,11 @@ fn golden_corpus_on_both_backends() {
         t.2 += row.gaps;
     }
     for (kind, (stages, okn, g)) in &totals {
-        let what = if kind == "attack" { "detection rate" } else { "pass rate" };
+        let what = if kind == "attack" {
+            "detection rate"
+        } else {
+            "pass rate"
+        };
         out.push_str(&format!(
             "| **{kind}** | **all** ({what}) | {stages} | {okn} | **{}** | {g} |\n",
             pct(*okn, *stages)

@@ -145,6 +145,33 @@ fn malformed_multipart_is_400_and_not_forwarded() {
 }
 
 #[test]
+fn attacks_in_unparseable_bodies_are_scored_and_answered_403() {
+    let (up, gw) = start("", "");
+    // Broken JSON carrying an injection: the raw body and the headers are
+    // still scored, so this is a 403 with its rule, not a parser 400.
+    let (status, _, _) = post(
+        &gw,
+        "application/json",
+        "",
+        br#"{"id": "1' UNION SELECT password FROM users--", "#,
+    );
+    assert_eq!(status, 403);
+    // A multipart body whose Content-Type the parser refuses, sent by a
+    // scanner: the headers are still scored.
+    let (status, _, _) = post(
+        &gw,
+        "multipart/form-data; boundary=",
+        "User-Agent: sqlmap/1.7.2\r\n",
+        b"--x\r\n",
+    );
+    assert_eq!(status, 403);
+    // Broken JSON without an attack is still the parser's 400.
+    let (status, _, _) = post(&gw, "application/json", "", br#"{"name": "Jane", "#);
+    assert_eq!(status, 400);
+    assert!(up.saw_nothing());
+}
+
+#[test]
 fn gzip_request_bodies_are_decompressed_and_inspected() {
     let (_up, gw) = start("", "");
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

