@@ -242,6 +242,11 @@ impl Gateway {
             self.inspect(snap, rules, &parts, &fwd_body, rec)?;
         }
 
+        // Kept for the response phase (exclusions match on them).
+        let req_method = parts.method.clone();
+        let req_uri = parts.uri.clone();
+        let req_host = parts.headers.get(header::HOST).cloned();
+
         // phase: forward
         let mut resp = self
             .forward(
@@ -268,10 +273,155 @@ impl Gateway {
             upstream::strip_hop_by_hop(resp.headers_mut(), false);
         }
         let (mut parts, body) = resp.into_parts();
+        // phase: response rules (status, headers, and a body prefix)
+        let body = match &snap.rules {
+            Some(rules) if parts.status != StatusCode::SWITCHING_PROTOCOLS => {
+                let host = req_host
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| req_uri.authority().map(|a| a.as_str()))
+                    .map_or("", upstream::strip_port);
+                let facts = RequestFacts {
+                    method: req_method.as_str(),
+                    path: req_uri.path(),
+                    host,
+                };
+                self.inspect_response(snap, rules, &facts, &parts, body, rec)
+                    .await?
+            }
+            _ => Inner::Upstream(body),
+        };
         if !parts.headers.contains_key("x-request-id") {
             parts.headers.insert("x-request-id", request_id.clone());
         }
-        Ok(Response::from_parts(parts, Inner::Upstream(body)))
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// phase: response rules. Scores the status, the headers and (when a
+    /// rule looks at it and it is uncompressed text) the first
+    /// `inspect_body_bytes` of the body against the outbound threshold. A
+    /// blocked response is replaced by the block page; the body prefix that
+    /// was read is sent first otherwise, then the rest streams.
+    async fn inspect_response(
+        &self,
+        snap: &Snapshot,
+        rules: &RuleSet,
+        facts: &RequestFacts<'_>,
+        parts: &http::response::Parts,
+        body: Incoming,
+        rec: &mut LogRecord,
+    ) -> Result<Inner, Reject> {
+        use crate::rules::engine::Field;
+        use crate::rules::schema::TargetKind;
+        let wants_status = rules.looks_at(TargetKind::ResponseStatus);
+        let wants_headers = rules.looks_at(TargetKind::ResponseHeaders);
+        let wants_body = rules.looks_at(TargetKind::ResponseBody)
+            && rec.method != Method::HEAD
+            && !matches!(parts.status.as_u16(), 100..=199 | 204 | 304)
+            && inspectable_response(&parts.headers);
+        if !(wants_status || wants_headers || wants_body) {
+            return Ok(Inner::Upstream(body));
+        }
+        let (frames, rest, prefix) = if wants_body {
+            read_response_prefix(
+                body,
+                snap.cfg.limits.inspect_body_bytes,
+                snap.cfg.upstream.timeout,
+            )
+            .await?
+        } else {
+            (std::collections::VecDeque::new(), Some(body), Bytes::new())
+        };
+        let status = parts.status.as_str().to_owned();
+        let mut fields = vec![Field {
+            kind: TargetKind::ResponseStatus,
+            name: b"",
+            value: status.as_bytes(),
+        }];
+        for (name, value) in &parts.headers {
+            fields.push(Field {
+                kind: TargetKind::ResponseHeaders,
+                name: name.as_str().as_bytes(),
+                value: value.as_bytes(),
+            });
+        }
+        if wants_body && !prefix.is_empty() {
+            fields.push(Field {
+                kind: TargetKind::ResponseBody,
+                name: b"",
+                value: &prefix,
+            });
+        }
+        let ev = ENGINE_SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => rules.evaluate_response(&fields, facts, &mut s),
+            Err(_) => rules.evaluate_response(&fields, facts, &mut EngineScratch::default()),
+        });
+        for h in &ev.hits {
+            self.metrics
+                .rule_hits
+                .with_label_values(&[&h.pack, mode_name(h.mode)])
+                .inc();
+        }
+        let family = ev
+            .hits
+            .iter()
+            .find(|h| h.mode == Mode::Block)
+            .or(ev.hits.first())
+            .map(|h| h.pack.clone());
+        let summary = rec.waf.get_or_insert_with(|| WafSummary {
+            action: "pass",
+            score: 0,
+            rule_ids: Vec::new(),
+        });
+        summary.rule_ids.extend(ev.hits.iter().map(|h| h.rule_id));
+        summary.rule_ids.sort_unstable();
+        summary.rule_ids.dedup();
+        summary.score = summary.score.max(ev.score.max(ev.detect_score));
+        if summary.rule_ids.is_empty() {
+            rec.waf = None;
+        }
+        let waf = snap.cfg.waf.as_ref();
+        let block = |reason: &'static str, rule_ids: Vec<u32>| {
+            Reject::Blocked(Box::new(BlockInfo {
+                status: waf.map_or(403, |w| w.block_status),
+                rule_ids,
+                expose: waf.is_some_and(|w| w.expose_rule_ids),
+                body: waf.and_then(|w| w.block_body.clone()),
+                reason,
+            }))
+        };
+        if !ev.errors.is_empty() {
+            tracing::warn!(errors = ?ev.errors, "response could not be inspected; blocking");
+            if let Some(s) = rec.waf.as_mut() {
+                s.action = "block";
+            }
+            self.metrics
+                .blocked
+                .with_label_values(&["inspection_error"])
+                .inc();
+            return Err(block("response_inspection_error", Vec::new()));
+        }
+        if ev.verdict == Verdict::Block {
+            if let Some(s) = rec.waf.as_mut() {
+                s.action = "block";
+            }
+            self.metrics
+                .blocked
+                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
+                .inc();
+            return Err(block("response_rules", ev.blocking_rule_ids()));
+        }
+        let outbound = rules.outbound_threshold();
+        if ev.detect_score >= outbound && outbound > 0 {
+            if let Some(s) = rec.waf.as_mut() {
+                s.action = "detect";
+            }
+            self.metrics
+                .would_block
+                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
+                .inc();
+        }
+        Ok(Inner::Prefixed { frames, rest })
     }
 
     async fn read_body(&self, snap: &Snapshot, body: Incoming) -> Result<ForwardBody, Reject> {
@@ -732,6 +882,12 @@ fn check_protocol(snap: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>) -> 
 pub enum Inner {
     Upstream(Incoming),
     Full(Option<Bytes>),
+    /// Frames already read from the upstream (the inspected prefix), then
+    /// the rest of its body.
+    Prefixed {
+        frames: std::collections::VecDeque<Frame<Bytes>>,
+        rest: Option<Incoming>,
+    },
 }
 
 /// The body sent to the client. It counts bytes, and when it is dropped —
@@ -763,6 +919,13 @@ impl Body for GatewayBody {
         let r = match &mut this.inner {
             Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Prefixed { frames, rest } => match frames.pop_front() {
+                Some(f) => Poll::Ready(Some(Ok(f))),
+                None => match rest {
+                    Some(b) => Pin::new(b).poll_frame(cx),
+                    None => Poll::Ready(None),
+                },
+            },
         };
         if let (Poll::Ready(Some(Ok(f))), Some(log)) = (&r, &mut this.log) {
             if let Some(d) = f.data_ref() {
@@ -776,6 +939,9 @@ impl Body for GatewayBody {
         match &self.inner {
             Inner::Upstream(b) => b.is_end_stream(),
             Inner::Full(b) => b.is_none(),
+            Inner::Prefixed { frames, rest } => {
+                frames.is_empty() && rest.as_ref().is_none_or(|b| b.is_end_stream())
+            }
         }
     }
 
@@ -783,6 +949,23 @@ impl Body for GatewayBody {
         match &self.inner {
             Inner::Upstream(b) => b.size_hint(),
             Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Prefixed { frames, rest } => {
+                let queued: u64 = frames
+                    .iter()
+                    .filter_map(|f| f.data_ref())
+                    .map(|d| d.len() as u64)
+                    .sum();
+                let rest = rest
+                    .as_ref()
+                    .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
+                // Upper first: `set_lower` asserts lower <= upper.
+                let mut h = SizeHint::new();
+                if let Some(u) = rest.upper() {
+                    h.set_upper(u.saturating_add(queued));
+                }
+                h.set_lower(rest.lower().saturating_add(queued));
+                h
+            }
         }
     }
 }
@@ -921,4 +1104,74 @@ fn bodyless_view(parts: &Parts, limits: &ViewLimits) -> Option<RequestView> {
     }
     let (p, ()) = b.body(()).ok()?.into_parts();
     RequestView::build_bytes(&p, Bytes::new(), limits).ok()
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Block => "block",
+        Mode::Detect => "detect",
+        Mode::Shadow => "shadow",
+    }
+}
+
+/// Is a response body worth handing to the rules: not content-encoded
+/// (compressed bodies are not decompressed on the response path), and text
+/// of some kind (or untyped)?
+fn inspectable_response(headers: &http::HeaderMap) -> bool {
+    let identity = headers
+        .get(header::CONTENT_ENCODING)
+        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let textual = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.starts_with("text/")
+                || ct.contains("json")
+                || ct.contains("xml")
+                || ct.contains("javascript")
+                || ct.contains("x-www-form-urlencoded")
+        });
+    identity && textual
+}
+
+/// Reads up to `cap` bytes of an upstream response body within `timeout`:
+/// the frames read (to be sent first), the rest of the body (`None` when it
+/// ended), and the data read, joined.
+async fn read_response_prefix(
+    mut body: Incoming,
+    cap: usize,
+    timeout: Duration,
+) -> Result<
+    (
+        std::collections::VecDeque<Frame<Bytes>>,
+        Option<Incoming>,
+        Bytes,
+    ),
+    Reject,
+> {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut frames = std::collections::VecDeque::new();
+    let mut data = bytes::BytesMut::new();
+    loop {
+        if data.len() >= cap {
+            return Ok((frames, Some(body), data.freeze()));
+        }
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(Reject::UpstreamTimeout),
+            Ok(None) => return Ok((frames, None, data.freeze())),
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "upstream response body failed while inspecting");
+                return Err(Reject::BadGateway("upstream_error"));
+            }
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    let room = cap.saturating_sub(data.len());
+                    data.extend_from_slice(&d[..d.len().min(room)]);
+                }
+                frames.push_back(f);
+            }
+        }
+    }
 }

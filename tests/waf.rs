@@ -398,3 +398,89 @@ fn rules_ftw_replays_go_ftw_files_through_an_in_process_gateway() {
         "the missed attack is listed: {stdout}"
     );
 }
+
+const RESPONSE_PACK: &str = r#"pack: leak
+rules:
+  - id: 950110
+    name: private key in a response
+    severity: critical
+    phase: response
+    targets: [response_body]
+    match: {contains: "-----BEGIN RSA PRIVATE KEY-----"}
+    tests: {match: ["-----BEGIN RSA PRIVATE KEY-----"], no_match: ["public"]}
+  - id: 950500
+    name: upstream server error
+    severity: low
+    phase: response
+    targets: [response_status]
+    match: {regex: "^5"}
+    tests: {match: ["500"], no_match: ["200"]}
+"#;
+
+fn start_with_response_rules(waf_extra: &str) -> (Upstream, Gateway) {
+    let up = Upstream::start();
+    let dir = TempDir::new("waf-resp");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
+    std::fs::write(dir.path().join("rules/leak.yaml"), RESPONSE_PACK).unwrap();
+    let cfg = format!(
+        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{}\"\nwaf:\n  rules: [\"rules/*.yaml\"]\n  expose_rule_ids: true\n{waf_extra}",
+        up.addr
+    );
+    (up, Gateway::start_in(dir, &cfg))
+}
+
+#[test]
+fn response_rules_block_leaks_and_stream_the_rest() {
+    let (up, gw) = start_with_response_rules("");
+    // The upstream echoes the body: a response carrying a private key is
+    // replaced by the block page, which does not contain it.
+    let leak = b"config dump\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n";
+    let (status, _, body) = post(&gw, "text/plain", "", leak);
+    assert_eq!(status, 403);
+    assert!(!String::from_utf8_lossy(&body).contains("PRIVATE KEY"));
+    assert_eq!(json(&body)["rule_ids"], serde_json::json!([950110]));
+    assert_eq!(up.requests().len(), 1, "the request itself was forwarded");
+    // A clean response passes unchanged.
+    let (status, _, body) = post(&gw, "text/plain", "", b"hello there");
+    assert_eq!((status, body.as_slice()), (200, &b"hello there"[..]));
+    // A low-severity response hit is below the outbound threshold (4).
+    assert_eq!(get(&gw, "/status/503", "").0, 503);
+    // A body longer than the inspected prefix (1 MiB) arrives whole: the
+    // prefix read for inspection first, then the rest, streamed.
+    let (status, _, body) = get(&gw, "/big?bytes=3000000", "");
+    assert_eq!(status, 200);
+    assert_eq!(dechunk_if_needed(&body).len(), 3_000_000);
+}
+
+#[test]
+fn response_rules_in_detect_mode_log_and_pass() {
+    let (_up, gw) = start_with_response_rules("  mode: detect\n");
+    let leak = b"-----BEGIN RSA PRIVATE KEY-----\n";
+    let (status, _, body) = post(&gw, "text/plain", "", leak);
+    assert_eq!((status, body.as_slice()), (200, &leak[..]));
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        let log = gw.access_log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("\"waf_action\":\"detect\""))
+        {
+            assert!(line.contains("\"waf_rules\":[950110]"), "{line}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no detect line in {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn dechunk_if_needed(body: &[u8]) -> Vec<u8> {
+    if body.len() == 3_000_000 {
+        body.to_vec()
+    } else {
+        dechunk(body)
+    }
+}

@@ -31,6 +31,8 @@ pub const EXCERPT_BYTES: usize = 96;
 pub struct EngineSettings {
     pub paranoia: u8,
     pub inbound_threshold: u32,
+    /// The anomaly score of response-phase hits that blocks a response.
+    pub outbound_threshold: u32,
     /// The global mode; packs and rules may narrow it (block → detect → shadow).
     pub mode: Mode,
     pub backend: Backend,
@@ -43,6 +45,7 @@ impl Default for EngineSettings {
         EngineSettings {
             paranoia: 1,
             inbound_threshold: 5,
+            outbound_threshold: 4,
             mode: Mode::Block,
             backend: Backend::default(),
             exclusions: Vec::new(),
@@ -189,6 +192,7 @@ pub struct RuleSet {
     checks: Vec<(usize, Check)>,
     exclusions: Vec<Exclusion>,
     threshold: u32,
+    outbound_threshold: u32,
     hash: String,
     backend: Backend,
 }
@@ -582,6 +586,7 @@ impl RuleSet {
             checks,
             exclusions,
             threshold: settings.inbound_threshold,
+            outbound_threshold: settings.outbound_threshold,
             hash: format!("{:016x}", hasher.0),
             backend: settings.backend,
         })
@@ -614,12 +619,47 @@ impl RuleSet {
         self.threshold
     }
 
-    /// Evaluates the request-phase rules against `fields`.
+    /// The outbound (response-phase) anomaly threshold.
+    pub fn outbound_threshold(&self) -> u32 {
+        self.outbound_threshold
+    }
+
+    /// Does any rule look at fields of this kind (e.g. `ResponseBody`)?
+    pub fn looks_at(&self, kind: TargetKind) -> bool {
+        self.plans
+            .get(kind as usize)
+            .is_some_and(|p| !p.chains.is_empty())
+    }
+
+    /// Evaluates the request-phase rules against `fields` (the verdict
+    /// against the inbound threshold).
     pub fn evaluate(
         &self,
         fields: &[Field<'_>],
         facts: &RequestFacts<'_>,
         scratch: &mut EngineScratch,
+    ) -> Evaluation {
+        self.evaluate_against(fields, facts, scratch, self.threshold)
+    }
+
+    /// Evaluates the response-phase rules against response fields
+    /// (`response_status`, `response_headers`, `response_body`); the
+    /// verdict is against the outbound threshold.
+    pub fn evaluate_response(
+        &self,
+        fields: &[Field<'_>],
+        facts: &RequestFacts<'_>,
+        scratch: &mut EngineScratch,
+    ) -> Evaluation {
+        self.evaluate_against(fields, facts, scratch, self.outbound_threshold)
+    }
+
+    fn evaluate_against(
+        &self,
+        fields: &[Field<'_>],
+        facts: &RequestFacts<'_>,
+        scratch: &mut EngineScratch,
+        threshold: u32,
     ) -> Evaluation {
         scratch.fit(self);
         let excl = self.active_exclusions(facts);
@@ -739,7 +779,7 @@ impl RuleSet {
             .filter(|h| h.mode == Mode::Detect)
             .map(|h| h.score)
             .sum();
-        let verdict = if score >= self.threshold && self.threshold > 0 {
+        let verdict = if score >= threshold && threshold > 0 {
             Verdict::Block
         } else {
             Verdict::Allow

@@ -104,6 +104,7 @@ pub fn load(waf: &WafConfig, config_path: &Path) -> Result<Option<RuleSet>, Conf
     let settings = EngineSettings {
         paranoia: waf.paranoia,
         inbound_threshold: waf.inbound_threshold,
+        outbound_threshold: waf.outbound_threshold,
         mode: if waf.mode == WafMode::Detect {
             Mode::Detect
         } else {
