@@ -540,18 +540,26 @@ impl Gateway {
                 }
             }
             if !raw.is_empty() {
-                // The raw body, and the same bytes as one argument, so the
-                // rules for argument values see them too.
                 fields.push(Field {
                     kind: TargetKind::Body,
                     name: b"",
                     value: &raw,
                 });
-                fields.push(Field {
-                    kind: TargetKind::ArgsPost,
-                    name: b"",
-                    value: &raw,
+                // The same bytes as one argument, so the rules for argument
+                // values see them too — except a multipart body, whose part
+                // headers would read as header injection.
+                let multipart = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+                    v.as_bytes()
+                        .get(..10)
+                        .is_some_and(|p| p.eq_ignore_ascii_case(b"multipart/"))
                 });
+                if !multipart {
+                    fields.push(Field {
+                        kind: TargetKind::ArgsPost,
+                        name: b"",
+                        value: &raw,
+                    });
+                }
             }
         }
         let host = parts
