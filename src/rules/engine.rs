@@ -140,6 +140,18 @@ struct KindPlan {
 
 const KINDS: usize = TargetKind::ResponseBody as usize + 1;
 
+/// Does the chain change ordinary clean text (so its output is almost
+/// always a value of its own)?
+fn rewrites_clean_text(chain: &Chain) -> bool {
+    use crate::rules::transform::Transform as T;
+    chain.transforms().iter().any(|t| {
+        matches!(
+            t,
+            T::Lowercase | T::RemoveWhitespace | T::Cmdline | T::Base64Decode | T::HexDecode
+        )
+    })
+}
+
 /// Can a target of kind `t` select a field of kind `f`?
 fn kind_selects(t: TargetKind, f: TargetKind) -> bool {
     t == f || (t == TargetKind::Args && matches!(f, TargetKind::ArgsGet | TargetKind::ArgsPost))
@@ -435,7 +447,7 @@ impl RuleSet {
         ]
         .iter()
         .fold(0u32, |m, k| m | 1 << (*k as usize));
-        let mut groups: Vec<u32> = vec![0];
+        let mut groups: Vec<(u32, usize)> = vec![(0, 0)];
         let db_of_rule: Vec<usize> = rules
             .iter()
             .enumerate()
@@ -444,13 +456,22 @@ impl RuleSet {
                 #[allow(unreachable_patterns)]
                 _ => {
                     let m = kind_mask(r);
-                    if m & broad != 0 {
+                    // Broad rules whose chain leaves clean text as it is
+                    // share the main database; a chain that rewrites almost
+                    // every value (lowercase, whitespace removal, command-line
+                    // folding, base64/hex) gets its own, so its outputs are
+                    // not scanned by every pattern of the main one.
+                    let key = if m & broad == 0 {
+                        (m, usize::MAX)
+                    } else if rewrites_clean_text(&chains[rule_chain[i]].chain) {
+                        (broad, rule_chain[i])
+                    } else {
                         return 0;
-                    }
-                    match groups.iter().position(|&g| g == m) {
+                    };
+                    match groups.iter().position(|g| *g == key) {
                         Some(d) => d,
                         None if groups.len() < 64 => {
-                            groups.push(m);
+                            groups.push(key);
                             groups.len() - 1
                         }
                         None => 0,
