@@ -277,21 +277,25 @@ impl Evaluation {
 /// A trie node's value for the current field.
 enum NodeVal {
     Unset,
-    /// Equal to the value held by that node (the root holds the input).
+    /// Equal to the value of that node (the root's is the input).
     Same(usize),
-    Owned(Vec<u8>),
+    /// A new value, interned in the request's value cache.
+    Entry(usize),
 }
 
 /// The distinct transformed values of one request.
 #[derive(Default)]
 struct ValueCache<'a> {
     entries: Vec<CachedValue<'a>>,
-    /// Content hash → entries with that hash.
-    index: std::collections::HashMap<u64, Vec<usize>>,
+    /// Content hash → first entry with that hash (the rest are linked
+    /// through `CachedValue::next`).
+    index: std::collections::HashMap<u64, usize, std::hash::BuildHasherDefault<PassThrough>>,
 }
 
 struct CachedValue<'a> {
     value: Cow<'a, [u8]>,
+    /// The next entry with the same hash, or `NONE`.
+    next: usize,
     /// Bit per database: scanned yet?
     scanned: u64,
     /// Rules whose pattern matched (sorted, deduplicated).
@@ -301,55 +305,53 @@ struct CachedValue<'a> {
     natives: [Option<Option<Detection>>; 4],
 }
 
+/// The map's keys are already hashes (keyed SipHash, so crafted values
+/// cannot pile up in one chain).
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+thread_local! {
+    /// Random per thread: value hashes cannot be predicted from outside.
+    static VALUE_HASH: std::hash::RandomState = std::hash::RandomState::new();
+}
+
 impl<'a> ValueCache<'a> {
-    fn intern_slice(&mut self, value: &[u8], dbs: usize) -> usize {
-        match self.find(value) {
-            Some(e) => e,
-            None => self.intern(Cow::Owned(value.to_vec()), dbs),
+    fn intern(&mut self, value: Cow<'a, [u8]>) -> usize {
+        use std::hash::BuildHasher;
+        let key = VALUE_HASH.with(|h| h.hash_one(&*value));
+        let head = self.index.get(&key).copied().unwrap_or(NONE);
+        let mut e = head;
+        while e != NONE {
+            if self.entries[e].value == value {
+                return e;
+            }
+            e = self.entries[e].next;
         }
-    }
-
-    /// A fast content hash (FxHash-style, 8 bytes a step); collisions are
-    /// resolved by comparing bytes, and an attacker gains nothing from them
-    /// but a longer list to compare within one request.
-    fn key(value: &[u8]) -> u64 {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = value.len() as u64;
-        let mut chunks = value.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K)
-    }
-
-    fn find(&self, value: &[u8]) -> Option<usize> {
-        self.index
-            .get(&Self::key(value))?
-            .iter()
-            .copied()
-            .find(|&e| *self.entries[e].value == *value)
-    }
-
-    fn intern(&mut self, value: Cow<'a, [u8]>, _dbs: usize) -> usize {
-        let key = Self::key(&value);
-        let slot = self.index.entry(key).or_default();
-        if let Some(&e) = slot.iter().find(|&&e| self.entries[e].value == value) {
-            return e;
-        }
-        slot.push(self.entries.len());
         self.entries.push(CachedValue {
             value,
+            next: head,
             scanned: 0,
             matched: Vec::new(),
             error: false,
             natives: Default::default(),
         });
-        self.entries.len() - 1
+        let id = self.entries.len() - 1;
+        self.index.insert(key, id);
+        id
     }
 }
 
@@ -447,52 +449,84 @@ impl RuleSet {
         ]
         .iter()
         .fold(0u32, |m, k| m | 1 << (*k as usize));
-        let mut groups: Vec<(u32, usize)> = vec![(0, 0)];
-        let db_of_rule: Vec<usize> = rules
+        // Database keys: (kind mask of a narrow rule, or 1 = arguments,
+        // 2 = bodies; chain, or MAX for the shared ones). Key 0 is the
+        // main argument database.
+        let mut groups: Vec<(u32, usize)> = vec![(1, usize::MAX)];
+        // A broad rule that also looks at bodies (`body`, `files_content`)
+        // is compiled twice: into the argument database for its argument
+        // kinds and into a body database for the body kinds, so a raw body
+        // is scanned by the few patterns that want it, not by all of them.
+        let body_class =
+            (1u32 << TargetKind::Body as usize) | (1 << TargetKind::FilesContent as usize);
+        // (database, kinds it serves for this rule), per rule.
+        let memberships: Vec<Vec<(usize, u32)>> = rules
             .iter()
             .enumerate()
-            .map(|(i, r)| match settings.backend {
-                Backend::Pure => rule_chain[i] % 64,
-                #[allow(unreachable_patterns)]
-                _ => {
-                    let m = kind_mask(r);
-                    // Broad rules whose chain leaves clean text as it is
-                    // share the main database; a chain that rewrites almost
-                    // every value (lowercase, whitespace removal, command-line
-                    // folding, base64/hex) gets its own, so its outputs are
-                    // not scanned by every pattern of the main one.
-                    let key = if m & broad == 0 {
-                        (m, usize::MAX)
-                    } else if rewrites_clean_text(&chains[rule_chain[i]].chain) {
-                        (broad, rule_chain[i])
-                    } else {
-                        return 0;
-                    };
-                    match groups.iter().position(|g| *g == key) {
-                        Some(d) => d,
-                        None if groups.len() < 64 => {
-                            groups.push(key);
-                            groups.len() - 1
-                        }
-                        None => 0,
-                    }
+            .map(|(i, r)| {
+                let m = kind_mask(r);
+                if settings.backend == Backend::Pure {
+                    return vec![(rule_chain[i] % 64, m)];
                 }
+                // Broad rules whose chain leaves clean text as it is share
+                // the main databases; a chain that rewrites almost every
+                // value (lowercase, whitespace removal, command-line
+                // folding, base64/hex) gets its own, so its outputs are not
+                // scanned by every pattern of the main one.
+                let chain = if rewrites_clean_text(&chains[rule_chain[i]].chain) {
+                    rule_chain[i]
+                } else {
+                    usize::MAX
+                };
+                let parts: Vec<((u32, usize), u32)> = if m & broad == 0 {
+                    vec![((m, usize::MAX), m)]
+                } else {
+                    [(m & !body_class, 1u32), (m & body_class, 2u32)]
+                        .into_iter()
+                        .filter(|(k, _)| *k != 0)
+                        .map(|(k, class)| ((class, chain), k))
+                        .collect()
+                };
+                parts
+                    .into_iter()
+                    .map(|(key, kinds)| {
+                        let d = match groups.iter().position(|g| *g == key) {
+                            Some(d) => d,
+                            None if groups.len() < 64 => {
+                                groups.push(key);
+                                groups.len() - 1
+                            }
+                            None => 0,
+                        };
+                        (d, kinds)
+                    })
+                    .collect()
             })
             .collect();
-        let n_dbs = db_of_rule.iter().copied().max().map_or(0, |m| m + 1);
+        let n_dbs = memberships
+            .iter()
+            .flatten()
+            .map(|(d, _)| d + 1)
+            .max()
+            .unwrap_or(0);
         let mut specs: Vec<Vec<PatternSpec>> = vec![Vec::new(); n_dbs];
         let mut db_rules: Vec<Vec<usize>> = vec![Vec::new(); n_dbs];
+        let mut db_kinds: Vec<u32> = vec![0; n_dbs];
+        for &(d, k) in memberships.iter().flatten() {
+            db_kinds[d] |= k;
+        }
         let mut negated = Vec::new();
         let mut checks = Vec::new();
         for (i, r) in rules.iter().enumerate() {
-            let d = db_of_rule[i];
             let mut push = |kind: PatternKind| {
-                specs[d].push(PatternSpec {
-                    id: db_rules[d].len() as u32,
-                    kind,
-                    caseless: r.caseless,
-                });
-                db_rules[d].push(i);
+                for &(d, _) in &memberships[i] {
+                    specs[d].push(PatternSpec {
+                        id: db_rules[d].len() as u32,
+                        kind: kind.clone(),
+                        caseless: r.caseless,
+                    });
+                    db_rules[d].push(i);
+                }
             };
             match &r.operator {
                 Operator::Regex(re) => push(PatternKind::Regex(re.clone())),
@@ -520,16 +554,14 @@ impl RuleSet {
             }
         }
         let mut dbs = Vec::new();
-        for (specs, pattern_rule) in specs.into_iter().zip(db_rules) {
+        for ((specs, pattern_rule), kinds_in) in specs.into_iter().zip(db_rules).zip(db_kinds) {
             if specs.is_empty() {
                 dbs.push(None);
                 continue;
             }
             let mut chains_in = vec![false; chains.len()];
-            let mut kinds_in = 0u32;
             for &ri in &pattern_rule {
                 chains_in[rule_chain[ri]] = true;
-                kinds_in |= kind_mask(&rules[ri]);
             }
             match matcher::compile(&specs, settings.backend) {
                 Ok(matcher) => dbs.push(Some(Db {
@@ -600,7 +632,10 @@ impl RuleSet {
             modes,
             chains,
             rule_chain,
-            db_of_rule,
+            db_of_rule: memberships
+                .iter()
+                .map(|m| m.first().map_or(0, |(d, _)| *d))
+                .collect(),
             dbs,
             nodes,
             plans,
@@ -714,10 +749,10 @@ impl RuleSet {
                 if !ts.iter().any(|t| selects(t, f)) {
                     continue;
                 }
-                let at = self.node_value(self.chains[*ci].node, f.value, &mut node_val);
-                let e = match &node_val[at] {
-                    NodeVal::Owned(v) => cache.intern_slice(v, self.dbs.len()),
-                    _ => cache.intern(Cow::Borrowed(f.value), self.dbs.len()),
+                let at = self.node_value(self.chains[*ci].node, f.value, &mut node_val, &mut cache);
+                let e = match node_val[at] {
+                    NodeVal::Entry(e) => e,
+                    _ => cache.intern(Cow::Borrowed(f.value)),
                 };
                 value_of_chain[*ci] = e;
                 if !distinct.contains(&e) {
@@ -817,9 +852,15 @@ impl RuleSet {
     /// The value of trie node `at` for `input`, computing (and keeping)
     /// its ancestors first; returns the node that holds the bytes (a node
     /// whose transform changed nothing defers to its parent).
-    fn node_value(&self, at: usize, input: &[u8], vals: &mut [NodeVal]) -> usize {
+    fn node_value<'a>(
+        &self,
+        at: usize,
+        input: &'a [u8],
+        vals: &mut [NodeVal],
+        cache: &mut ValueCache<'a>,
+    ) -> usize {
         match vals[at] {
-            NodeVal::Owned(_) => return at,
+            NodeVal::Entry(_) => return at,
             NodeVal::Same(k) => return k,
             NodeVal::Unset => {}
         }
@@ -828,9 +869,9 @@ impl RuleSet {
             vals[at] = NodeVal::Same(at);
             return at;
         };
-        let p = self.node_value(node.parent, input, vals);
-        let bytes: &[u8] = match &vals[p] {
-            NodeVal::Owned(v) => v,
+        let p = self.node_value(node.parent, input, vals, cache);
+        let bytes: &[u8] = match vals[p] {
+            NodeVal::Entry(e) => &cache.entries[e].value,
             _ => input,
         };
         let out = match t.apply(bytes) {
@@ -841,7 +882,7 @@ impl RuleSet {
             Cow::Borrowed(s) => s.to_vec(),
             Cow::Owned(v) => v,
         };
-        vals[at] = NodeVal::Owned(out);
+        vals[at] = NodeVal::Entry(cache.intern(Cow::Owned(out)));
         at
     }
 
