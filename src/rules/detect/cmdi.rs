@@ -124,6 +124,7 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
             detail: "function-definition=() {".to_string(),
         });
     }
+    let doc = is_document(s);
     let has = |b: u8| s.contains(&b);
     let cmd_meta = has(b'&') || has(b'|') || has(b'\n') || has(b'^') || has(b'%');
     let passes = [
@@ -137,7 +138,7 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
         if !worth {
             continue;
         }
-        if let Some(f) = scan(s, mode, quote) {
+        if let Some(f) = scan(s, mode, quote, doc) {
             let context = match (mode, quote, f.start) {
                 (Mode::Posix, Quote::None, true) => "sh:command-line",
                 (Mode::Posix, Quote::None, false) => "sh:argument",
@@ -154,6 +155,39 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
         }
     }
     None
+}
+
+/// Whether the input reads as a document that quotes commands rather than
+/// as a value placed in a command line: several lines of text (a script,
+/// a config file, a traceback, a GraphQL query pasted in a field), or a run
+/// of natural-language words (prose that mentions `sort | uniq -c`). An
+/// injection is short and breaks out of the value early; tools send one
+/// line with a break-out and a command, not paragraphs.
+fn is_document(s: &[u8]) -> bool {
+    let lines = s
+        .split(|&b| b == b'\n')
+        .filter(|l| l.iter().filter(|b| b.is_ascii_alphabetic()).count() >= 2)
+        .take(4)
+        .count();
+    if lines >= 4 {
+        return true;
+    }
+    // Words of letters (with trailing punctuation) against all words.
+    let (mut words, mut total) = (0usize, 0usize);
+    for w in s.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+        total += 1;
+        let core = w
+            .strip_suffix(b",")
+            .or_else(|| w.strip_suffix(b"."))
+            .or_else(|| w.strip_suffix(b":"))
+            .or_else(|| w.strip_suffix(b"?"))
+            .or_else(|| w.strip_suffix(b"!"))
+            .unwrap_or(w);
+        if core.len() >= 2 && core.iter().all(|b| b.is_ascii_alphabetic() || *b == b'\'' ) {
+            words += 1;
+        }
+    }
+    words >= 12 && words * 3 >= total * 2
 }
 
 /// `() { …` at the start: how bash (Shellshock, CVE-2014-6271) imports a
@@ -184,9 +218,10 @@ enum Quote {
 /// error later on the line (`fn f(&self, id: &Id)`, `x.map(|id| id)`: code,
 /// not a command line) means nothing on it runs: findings are held until the
 /// line ends and dropped if it does not parse.
-fn scan(s: &[u8], mode: Mode, quote: Quote) -> Option<Finding> {
+fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
     let mut lx = Lexer::new(s, mode, quote);
     let mut an = Analyzer::new(mode, quote == Quote::None);
+    an.doc = doc;
     let mut pending: Option<Finding> = None;
     let mut line_error = false;
     let mut in_comment = false;
@@ -1320,6 +1355,9 @@ struct Command {
     args: usize,
     numeric_only: bool,
     mode: Mode,
+    /// Read in a document: only a trick on the command word (or `$IFS`,
+    /// ANSI-C quoting in an argument) is evidence.
+    doc: bool,
 }
 
 struct Analyzer {
@@ -1342,6 +1380,8 @@ struct Analyzer {
     redirect_pending: bool,
     broke_out: bool,
     globs: usize,
+    /// The input is a document (see [`is_document`]): only tricks count.
+    doc: bool,
 }
 
 impl Analyzer {
@@ -1357,6 +1397,7 @@ impl Analyzer {
             redirect_pending: false,
             broke_out: false,
             globs: 0,
+            doc: false,
         }
     }
 
@@ -1534,6 +1575,7 @@ impl Analyzer {
             args: 0,
             numeric_only: true,
             mode: self.mode,
+            doc: self.doc,
         })
     }
 
@@ -1579,6 +1621,16 @@ impl Command {
             && (self.class & BARE != 0
                 || (self.class & BARE_TIGHT != 0
                     && (tight || terminated || matches!(self.after, Some("$(" | "<(" | ">(")))));
+        if self.doc {
+            // Code and prose quote commands with options, paths, variables
+            // and pipes (`sort | uniq -c`, `RUN pip install -r x.txt`,
+            // `gzip "$f"`): in a document only what nobody writes to be
+            // read counts.
+            let trick = self.strong.filter(|&s| s != "absolute-path").or(self
+                .evidence
+                .filter(|&e| matches!(e, "ifs" | "ansi-c")));
+            trick?;
+        }
         let why = match self.after {
             // A whole command line: only what no documentation looks like,
             // or an unmistakable name chained on (`whoami|sh`, `ifconfig;`).
@@ -1945,6 +1997,11 @@ mod tests {
         "git & github",
         "make; do",
         "pip & pop",
+        // Documents: scripts, configs, tracebacks, queries and prose.
+        "#!/usr/bin/env bash\nset -euo pipefail\nfor f in *.log; do\n  gzip \"$f\"\ndone",
+        "FROM python:3.12\nWORKDIR /app\nCOPY requirements.txt .\nRUN pip install -r requirements.txt",
+        "query Q($id: ID!) {\n  user(id: $id) {\n    id\n    name\n  }\n}",
+        "For example cat the log and grep for errors, then sort | uniq -c to count them.",
     ];
 
     #[test]
