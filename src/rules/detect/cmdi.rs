@@ -174,7 +174,10 @@ fn is_document(s: &[u8]) -> bool {
     }
     // Words of letters (with trailing punctuation) against all words.
     let (mut words, mut total) = (0usize, 0usize);
-    for w in s.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+    for w in s
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+    {
         total += 1;
         let core = w
             .strip_suffix(b",")
@@ -183,7 +186,7 @@ fn is_document(s: &[u8]) -> bool {
             .or_else(|| w.strip_suffix(b"?"))
             .or_else(|| w.strip_suffix(b"!"))
             .unwrap_or(w);
-        if core.len() >= 2 && core.iter().all(|b| b.is_ascii_alphabetic() || *b == b'\'' ) {
+        if core.len() >= 2 && core.iter().all(|b| b.is_ascii_alphabetic() || *b == b'\'') {
             words += 1;
         }
     }
@@ -1626,9 +1629,10 @@ impl Command {
             // and pipes (`sort | uniq -c`, `RUN pip install -r x.txt`,
             // `gzip "$f"`): in a document only what nobody writes to be
             // read counts.
-            let trick = self.strong.filter(|&s| s != "absolute-path").or(self
-                .evidence
-                .filter(|&e| matches!(e, "ifs" | "ansi-c")));
+            let trick = self
+                .strong
+                .filter(|&s| s != "absolute-path")
+                .or(self.evidence.filter(|&e| matches!(e, "ifs" | "ansi-c")));
             trick?;
         }
         let why = match self.after {

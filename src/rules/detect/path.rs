@@ -23,6 +23,10 @@
 //!   `.env` after a separator (or as the whole input: "edit your .htaccess"
 //!   is prose). Segments may be globs (`/etc/pa*wd`, `/e[t]c/passwd`).
 //!
+//! A path followed by a plain word (`cd ../.. and then`, `cat /etc/hosts
+//! meaning`) is a mention in text, not a path the application opens: the
+//! token is skipped (wrappers and NUL bytes still count).
+//!
 //! Decision: any climb counts, including the one-level `../lib` of a code
 //! snippet or a relative Markdown link; a file parameter has no business
 //! climbing, and fields that carry code need a rule exclusion.
@@ -162,12 +166,41 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
         let tok = &s[start..end];
         if !tok.is_empty()
             && let Some((context, detail)) = judge_token(tok, tok == whole, &mut globs)
+            && !(context != "path:wrapper" && word_follows(&s, end))
         {
             return found(context, detail);
         }
         start = end + 1;
     }
     None
+}
+
+/// A path that a plain word follows in the same value ("cd ../.. and
+/// then", "/etc/passwd while the hashes…", "cat /etc/hosts meaning") is
+/// mentioned in text: a value used as a path would name a file ending in
+/// that word. What follows an injected path is the end of the value, a NUL,
+/// a quote, an operator or another path.
+fn word_follows(s: &[u8], end: usize) -> bool {
+    let mut i = end;
+    if s.get(i) == Some(&b',') {
+        i += 1;
+    }
+    let blank = s[i.min(s.len())..]
+        .iter()
+        .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    if blank == 0 {
+        return false;
+    }
+    let rest = &s[i + blank..];
+    let letters = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    letters >= 2
+        && rest.get(letters).is_none_or(|&b| {
+            matches!(
+                b,
+                b' ' | b'\t' | b'\n' | b'\r' | b',' | b'.' | b'?' | b'!' | b';' | b':'
+            )
+        })
 }
 
 fn found(context: &'static str, detail: String) -> Option<Detection> {

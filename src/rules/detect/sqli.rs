@@ -1050,8 +1050,7 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
     // A value that starts (after comments) with a statement is a SQL
     // script pasted as text (`ALTER TABLE …; CREATE INDEX …`): `= ALTER`
     // does not parse wherever the application splices a value.
-    if t
-        .iter()
+    if t.iter()
         .find(|x| x.class != Class::Comment)
         .is_some_and(|x| {
             x.class == Class::Command
@@ -1700,7 +1699,11 @@ mod tests {
         ] {
             assert!(detect(doc.as_bytes()).is_none(), "{doc}");
         }
-        for attack in ["Robert'); DROP TABLE Students;--", "x' or 1=1--", "1; DROP TABLE users--"] {
+        for attack in [
+            "Robert'); DROP TABLE Students;--",
+            "x' or 1=1--",
+            "1; DROP TABLE users--",
+        ] {
             assert!(detect(attack.as_bytes()).is_some(), "{attack}");
         }
     }
