@@ -193,6 +193,29 @@ fn is_document(s: &[u8]) -> bool {
     words >= 12 && words * 3 >= total * 2
 }
 
+/// `127.0.0.1 | id`, `example.com; ls`, `a.txt && id`: the input starts
+/// with one word shaped like what the application expects (an address, a
+/// host, a file name, a number: digits or dots, no blank) and then a
+/// break-out. Prose puts a word there ("passport & id").
+fn value_lead(s: &[u8]) -> bool {
+    let n = s
+        .iter()
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_' | b'-' | b'/')
+        })
+        .count();
+    let word = &s[..n];
+    if n == 0 || n > 64 || !word.iter().any(|&b| b.is_ascii_digit() || b == b'.') {
+        return false;
+    }
+    let rest = &s[n..];
+    let blank = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    matches!(rest.get(blank), Some(b'|' | b';' | b'&' | b'\n'))
+}
+
 /// `() { …` at the start: how bash (Shellshock, CVE-2014-6271) imports a
 /// function from an environment variable, which is where headers and CGI
 /// parameters end up. As a command line it would be a syntax error, so the
@@ -225,6 +248,7 @@ fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
     let mut lx = Lexer::new(s, mode, quote);
     let mut an = Analyzer::new(mode, quote == Quote::None);
     an.doc = doc;
+    an.lead = quote == Quote::None && value_lead(s);
     let mut pending: Option<Finding> = None;
     let mut line_error = false;
     let mut in_comment = false;
@@ -275,13 +299,14 @@ fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
     // substitution left open (other than the quote the pass started in,
     // which the application closes) is a syntax error for the last line,
     // unless a `#` comment swallows the rest (`'; id #`). `cmd` does not mind.
-    if mode == Mode::Posix && !in_comment && (lx.quote != quote || !lx.stack.is_empty()) {
-        line_error = true;
-    }
-    let found = an
-        .boundary(None, None)
-        .filter(|f| !line_error || f.powershell);
-    pending.filter(|f| !line_error || f.powershell).or(found)
+    // A command word split by quotes (`c'a't`) is no apostrophe of prose:
+    // a quote left open after it (`pa's's'wd`) does not excuse it.
+    let open_at_end =
+        mode == Mode::Posix && !in_comment && (lx.quote != quote || !lx.stack.is_empty());
+    let keep =
+        |f: &Finding| (!line_error && !open_at_end) || f.powershell || (!line_error && f.tricked);
+    let found = an.boundary(None, None).filter(keep);
+    pending.filter(keep).or(found)
 }
 
 /// Printable rendering of input bytes for `detail`, capped.
@@ -1337,6 +1362,9 @@ struct Finding {
     start: bool,
     /// The command is PowerShell's (see `scan`).
     powershell: bool,
+    /// The command word itself was disguised (quotes, escapes, `$IFS`,
+    /// globs), not merely given by path.
+    tricked: bool,
     detail: String,
 }
 
@@ -1385,6 +1413,9 @@ struct Analyzer {
     globs: usize,
     /// The input is a document (see [`is_document`]): only tricks count.
     doc: bool,
+    /// The input starts with one value-shaped word and a break-out (see
+    /// [`value_lead`]): the first command after it counts as glued.
+    lead: bool,
 }
 
 impl Analyzer {
@@ -1401,6 +1432,7 @@ impl Analyzer {
             broke_out: false,
             globs: 0,
             doc: false,
+            lead: false,
         }
     }
 
@@ -1412,6 +1444,7 @@ impl Analyzer {
                 return Some(Finding {
                     start: !self.broke_out,
                     powershell: false,
+                    tricked: false,
                     detail: format!("redirect={}", show(t)),
                 });
             }
@@ -1571,7 +1604,7 @@ impl Analyzer {
             tight: if after == Some("`") {
                 self.open_glued
             } else {
-                !w.space_before
+                !w.space_before || (after.is_some() && std::mem::take(&mut self.lead))
             },
             strong,
             evidence: None,
@@ -1662,6 +1695,7 @@ impl Command {
         let name = &self.name[..self.name_len];
         Some(Finding {
             start: self.after.is_none(),
+            tricked: self.strong.is_some_and(|s| s != "absolute-path"),
             powershell: name.starts_with(b"invoke-")
                 || matches!(
                     name,
@@ -1828,6 +1862,9 @@ mod tests {
 
     /// Attacks: each must be flagged.
     const ATTACKS: &[&str] = &[
+        "127.0.0.1 | id",
+        "example.com ; id",
+        ";c'a't /e't'c/pa's's'wd",
         // Separators after an argument.
         ";id",
         "127.0.0.1;id",

@@ -146,7 +146,7 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     if !raw.iter().any(|&b| {
         matches!(
             b,
-            b'.' | b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xef
+            b'.' | b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xe2 | 0xef
         )
     }) {
         return None;
@@ -289,6 +289,11 @@ fn decode_one(raw: &[u8], i: usize) -> (u8, usize) {
             Some(c) => (c, 2),
             None => (b, 1),
         },
+        // Division slash `∕` and set minus `∖` (E2 88 95 / 96), which IIS
+        // maps to `/` and `\` (`%u2216` once decoded).
+        0xe2 if raw.get(i + 1) == Some(&0x88) && matches!(raw.get(i + 2), Some(0x95 | 0x96)) => {
+            (b'/', 3)
+        }
         // Fullwidth `．` `／` `＼` (EF BC 8E / 8F / BC).
         0xef if raw.get(i + 1) == Some(&0xbc) => match raw.get(i + 2) {
             Some(0x8e) => (b'.', 3),
@@ -539,6 +544,7 @@ mod tests {
         b"..%c0%af..%c0%afetc/passwd",
         b"..\xc0\xaf..\xc0\xafetc",
         b"..%u2216..%u2216windows",
+        "..\u{2216}..\u{2216}etc\u{2216}passwd".as_bytes(),
         b"\xef\xbc\x8e\xef\xbc\x8e\xef\xbc\x8fsecret",
         b"C:\\inetpub\\wwwroot\\..\\..\\..\\Windows\\win.ini",
         // Sensitive files.
