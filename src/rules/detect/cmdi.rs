@@ -124,6 +124,7 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
             detail: "function-definition=() {".to_string(),
         });
     }
+    let doc = is_document(s);
     let has = |b: u8| s.contains(&b);
     let cmd_meta = has(b'&') || has(b'|') || has(b'\n') || has(b'^') || has(b'%');
     let passes = [
@@ -137,7 +138,7 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
         if !worth {
             continue;
         }
-        if let Some(f) = scan(s, mode, quote) {
+        if let Some(f) = scan(s, mode, quote, doc) {
             let context = match (mode, quote, f.start) {
                 (Mode::Posix, Quote::None, true) => "sh:command-line",
                 (Mode::Posix, Quote::None, false) => "sh:argument",
@@ -154,6 +155,65 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
         }
     }
     None
+}
+
+/// Whether the input reads as a document that quotes commands rather than
+/// as a value placed in a command line: several lines of text (a script,
+/// a config file, a traceback, a GraphQL query pasted in a field), or a run
+/// of natural-language words (prose that mentions `sort | uniq -c`). An
+/// injection is short and breaks out of the value early; tools send one
+/// line with a break-out and a command, not paragraphs.
+fn is_document(s: &[u8]) -> bool {
+    let lines = s
+        .split(|&b| b == b'\n')
+        .filter(|l| l.iter().filter(|b| b.is_ascii_alphabetic()).count() >= 2)
+        .take(4)
+        .count();
+    if lines >= 4 {
+        return true;
+    }
+    // Words of letters (with trailing punctuation) against all words.
+    let (mut words, mut total) = (0usize, 0usize);
+    for w in s
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        total += 1;
+        let core = w
+            .strip_suffix(b",")
+            .or_else(|| w.strip_suffix(b"."))
+            .or_else(|| w.strip_suffix(b":"))
+            .or_else(|| w.strip_suffix(b"?"))
+            .or_else(|| w.strip_suffix(b"!"))
+            .unwrap_or(w);
+        if core.len() >= 2 && core.iter().all(|b| b.is_ascii_alphabetic() || *b == b'\'') {
+            words += 1;
+        }
+    }
+    words >= 12 && words * 3 >= total * 2
+}
+
+/// `127.0.0.1 | id`, `example.com; ls`, `a.txt && id`: the input starts
+/// with one word shaped like what the application expects (an address, a
+/// host, a file name, a number: digits or dots, no blank) and then a
+/// break-out. Prose puts a word there ("passport & id").
+fn value_lead(s: &[u8]) -> bool {
+    let n = s
+        .iter()
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_' | b'-' | b'/')
+        })
+        .count();
+    let word = &s[..n];
+    if n == 0 || n > 64 || !word.iter().any(|&b| b.is_ascii_digit() || b == b'.') {
+        return false;
+    }
+    let rest = &s[n..];
+    let blank = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    matches!(rest.get(blank), Some(b'|' | b';' | b'&' | b'\n'))
 }
 
 /// `() { …` at the start: how bash (Shellshock, CVE-2014-6271) imports a
@@ -184,9 +244,11 @@ enum Quote {
 /// error later on the line (`fn f(&self, id: &Id)`, `x.map(|id| id)`: code,
 /// not a command line) means nothing on it runs: findings are held until the
 /// line ends and dropped if it does not parse.
-fn scan(s: &[u8], mode: Mode, quote: Quote) -> Option<Finding> {
+fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
     let mut lx = Lexer::new(s, mode, quote);
     let mut an = Analyzer::new(mode, quote == Quote::None);
+    an.doc = doc;
+    an.lead = quote == Quote::None && value_lead(s);
     let mut pending: Option<Finding> = None;
     let mut line_error = false;
     let mut in_comment = false;
@@ -237,13 +299,14 @@ fn scan(s: &[u8], mode: Mode, quote: Quote) -> Option<Finding> {
     // substitution left open (other than the quote the pass started in,
     // which the application closes) is a syntax error for the last line,
     // unless a `#` comment swallows the rest (`'; id #`). `cmd` does not mind.
-    if mode == Mode::Posix && !in_comment && (lx.quote != quote || !lx.stack.is_empty()) {
-        line_error = true;
-    }
-    let found = an
-        .boundary(None, None)
-        .filter(|f| !line_error || f.powershell);
-    pending.filter(|f| !line_error || f.powershell).or(found)
+    // A command word split by quotes (`c'a't`) is no apostrophe of prose:
+    // a quote left open after it (`pa's's'wd`) does not excuse it.
+    let open_at_end =
+        mode == Mode::Posix && !in_comment && (lx.quote != quote || !lx.stack.is_empty());
+    let keep =
+        |f: &Finding| (!line_error && !open_at_end) || f.powershell || (!line_error && f.tricked);
+    let found = an.boundary(None, None).filter(keep);
+    pending.filter(keep).or(found)
 }
 
 /// Printable rendering of input bytes for `detail`, capped.
@@ -1299,6 +1362,9 @@ struct Finding {
     start: bool,
     /// The command is PowerShell's (see `scan`).
     powershell: bool,
+    /// The command word itself was disguised (quotes, escapes, `$IFS`,
+    /// globs), not merely given by path.
+    tricked: bool,
     detail: String,
 }
 
@@ -1320,6 +1386,9 @@ struct Command {
     args: usize,
     numeric_only: bool,
     mode: Mode,
+    /// Read in a document: only a trick on the command word (or `$IFS`,
+    /// ANSI-C quoting in an argument) is evidence.
+    doc: bool,
 }
 
 struct Analyzer {
@@ -1342,6 +1411,11 @@ struct Analyzer {
     redirect_pending: bool,
     broke_out: bool,
     globs: usize,
+    /// The input is a document (see [`is_document`]): only tricks count.
+    doc: bool,
+    /// The input starts with one value-shaped word and a break-out (see
+    /// [`value_lead`]): the first command after it counts as glued.
+    lead: bool,
 }
 
 impl Analyzer {
@@ -1357,6 +1431,8 @@ impl Analyzer {
             redirect_pending: false,
             broke_out: false,
             globs: 0,
+            doc: false,
+            lead: false,
         }
     }
 
@@ -1368,6 +1444,7 @@ impl Analyzer {
                 return Some(Finding {
                     start: !self.broke_out,
                     powershell: false,
+                    tricked: false,
                     detail: format!("redirect={}", show(t)),
                 });
             }
@@ -1527,13 +1604,14 @@ impl Analyzer {
             tight: if after == Some("`") {
                 self.open_glued
             } else {
-                !w.space_before
+                !w.space_before || (after.is_some() && std::mem::take(&mut self.lead))
             },
             strong,
             evidence: None,
             args: 0,
             numeric_only: true,
             mode: self.mode,
+            doc: self.doc,
         })
     }
 
@@ -1579,6 +1657,17 @@ impl Command {
             && (self.class & BARE != 0
                 || (self.class & BARE_TIGHT != 0
                     && (tight || terminated || matches!(self.after, Some("$(" | "<(" | ">(")))));
+        if self.doc {
+            // Code and prose quote commands with options, paths, variables
+            // and pipes (`sort | uniq -c`, `RUN pip install -r x.txt`,
+            // `gzip "$f"`): in a document only what nobody writes to be
+            // read counts.
+            let trick = self
+                .strong
+                .filter(|&s| s != "absolute-path")
+                .or(self.evidence.filter(|&e| matches!(e, "ifs" | "ansi-c")));
+            trick?;
+        }
         let why = match self.after {
             // A whole command line: only what no documentation looks like,
             // or an unmistakable name chained on (`whoami|sh`, `ifconfig;`).
@@ -1606,6 +1695,7 @@ impl Command {
         let name = &self.name[..self.name_len];
         Some(Finding {
             start: self.after.is_none(),
+            tricked: self.strong.is_some_and(|s| s != "absolute-path"),
             powershell: name.starts_with(b"invoke-")
                 || matches!(
                     name,
@@ -1772,6 +1862,9 @@ mod tests {
 
     /// Attacks: each must be flagged.
     const ATTACKS: &[&str] = &[
+        "127.0.0.1 | id",
+        "example.com ; id",
+        ";c'a't /e't'c/pa's's'wd",
         // Separators after an argument.
         ";id",
         "127.0.0.1;id",
@@ -1945,6 +2038,11 @@ mod tests {
         "git & github",
         "make; do",
         "pip & pop",
+        // Documents: scripts, configs, tracebacks, queries and prose.
+        "#!/usr/bin/env bash\nset -euo pipefail\nfor f in *.log; do\n  gzip \"$f\"\ndone",
+        "FROM python:3.12\nWORKDIR /app\nCOPY requirements.txt .\nRUN pip install -r requirements.txt",
+        "query Q($id: ID!) {\n  user(id: $id) {\n    id\n    name\n  }\n}",
+        "For example cat the log and grep for errors, then sort | uniq -c to count them.",
     ];
 
     #[test]

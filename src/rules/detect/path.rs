@@ -23,6 +23,10 @@
 //!   `.env` after a separator (or as the whole input: "edit your .htaccess"
 //!   is prose). Segments may be globs (`/etc/pa*wd`, `/e[t]c/passwd`).
 //!
+//! A path followed by a plain word (`cd ../.. and then`, `cat /etc/hosts
+//! meaning`) is a mention in text, not a path the application opens: the
+//! token is skipped (wrappers and NUL bytes still count).
+//!
 //! Decision: any climb counts, including the one-level `../lib` of a code
 //! snippet or a relative Markdown link; a file parameter has no business
 //! climbing, and fields that carry code need a rule exclusion.
@@ -142,7 +146,7 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     if !raw.iter().any(|&b| {
         matches!(
             b,
-            b'.' | b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xef
+            b'.' | b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xe2 | 0xef
         )
     }) {
         return None;
@@ -162,12 +166,41 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
         let tok = &s[start..end];
         if !tok.is_empty()
             && let Some((context, detail)) = judge_token(tok, tok == whole, &mut globs)
+            && !(context != "path:wrapper" && word_follows(&s, end))
         {
             return found(context, detail);
         }
         start = end + 1;
     }
     None
+}
+
+/// A path that a plain word follows in the same value ("cd ../.. and
+/// then", "/etc/passwd while the hashes…", "cat /etc/hosts meaning") is
+/// mentioned in text: a value used as a path would name a file ending in
+/// that word. What follows an injected path is the end of the value, a NUL,
+/// a quote, an operator or another path.
+fn word_follows(s: &[u8], end: usize) -> bool {
+    let mut i = end;
+    if s.get(i) == Some(&b',') {
+        i += 1;
+    }
+    let blank = s[i.min(s.len())..]
+        .iter()
+        .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    if blank == 0 {
+        return false;
+    }
+    let rest = &s[i + blank..];
+    let letters = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    letters >= 2
+        && rest.get(letters).is_none_or(|&b| {
+            matches!(
+                b,
+                b' ' | b'\t' | b'\n' | b'\r' | b',' | b'.' | b'?' | b'!' | b';' | b':'
+            )
+        })
 }
 
 fn found(context: &'static str, detail: String) -> Option<Detection> {
@@ -256,6 +289,11 @@ fn decode_one(raw: &[u8], i: usize) -> (u8, usize) {
             Some(c) => (c, 2),
             None => (b, 1),
         },
+        // Division slash `∕` and set minus `∖` (E2 88 95 / 96), which IIS
+        // maps to `/` and `\` (`%u2216` once decoded).
+        0xe2 if raw.get(i + 1) == Some(&0x88) && matches!(raw.get(i + 2), Some(0x95 | 0x96)) => {
+            (b'/', 3)
+        }
         // Fullwidth `．` `／` `＼` (EF BC 8E / 8F / BC).
         0xef if raw.get(i + 1) == Some(&0xbc) => match raw.get(i + 2) {
             Some(0x8e) => (b'.', 3),
@@ -506,6 +544,7 @@ mod tests {
         b"..%c0%af..%c0%afetc/passwd",
         b"..\xc0\xaf..\xc0\xafetc",
         b"..%u2216..%u2216windows",
+        "..\u{2216}..\u{2216}etc\u{2216}passwd".as_bytes(),
         b"\xef\xbc\x8e\xef\xbc\x8e\xef\xbc\x8fsecret",
         b"C:\\inetpub\\wwwroot\\..\\..\\..\\Windows\\win.ini",
         // Sensitive files.

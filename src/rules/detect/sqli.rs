@@ -143,8 +143,9 @@ fn detect_ascii(input: &[u8], cut: bool) -> Option<Detection> {
         return None;
     }
     for (quote, context) in [(b'\'', CTX_SINGLE), (b'"', CTX_DOUBLE)] {
-        // Without the quote byte the value cannot close the literal.
-        if input.contains(&quote) {
+        // Without the quote byte the value cannot close the literal; after
+        // a sentence it is prose quoting SQL (see `prose_before`).
+        if input.contains(&quote) && !prose_before(input, quote) {
             let stream = Stream::lex(input, Some(quote), cut);
             if let Some(hit) = judge_quoted(&stream) {
                 return Some(hit.detection(context, &stream));
@@ -164,6 +165,31 @@ fn detect_ascii(input: &[u8], cut: bool) -> Option<Detection> {
     let stream = Stream::lex(input, None, cut);
     judge_numeric(&stream).map(|hit| hit.detection(CTX_NUMERIC, &stream))
 }
+
+/// Whether the value runs a sentence of at least [`PROSE_WORDS`] words
+/// before its first `quote`: an injection closes the application's literal
+/// right after the expected value (`1'`, `admin'`, `John Smith'`), while a
+/// comment or a question that quotes a payload ("…where typing ' or 1=1
+/// makes…", "…named him Robert'); DROP TABLE…") reaches it mid-sentence.
+fn prose_before(input: &[u8], quote: u8) -> bool {
+    let end = input.iter().position(|&b| b == quote).unwrap_or(0);
+    let words = input[..end]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| {
+            let w = w
+                .strip_suffix(b",")
+                .or_else(|| w.strip_suffix(b"?"))
+                .or_else(|| w.strip_suffix(b"."))
+                .unwrap_or(w);
+            w.len() >= 2 && w.iter().all(u8::is_ascii_alphabetic)
+        })
+        .take(PROSE_WORDS)
+        .count();
+    words >= PROSE_WORDS
+}
+
+/// Words of prose before a quote that make the quote part of the text.
+const PROSE_WORDS: usize = 8;
 
 /// Typographic quotes that legacy code-page conversions map to ASCII
 /// quotes: U+2018, U+2019, U+201B, U+2032, U+00B4, U+02BC, U+FF07 (to `'`)
@@ -1021,6 +1047,28 @@ fn dangling_probe(t: &[Tok]) -> bool {
 /// like a quoted break-out; any value is scanned for strong shapes.
 fn judge_numeric(stream: &Stream) -> Option<Hit> {
     let t = stream.toks();
+    // A value that starts (after comments) with a statement is a SQL
+    // script pasted as text (`ALTER TABLE …; CREATE INDEX …`): `= ALTER`
+    // does not parse wherever the application splices a value.
+    if t.iter()
+        .find(|x| x.class != Class::Comment)
+        .is_some_and(|x| {
+            x.class == Class::Command
+                && matches!(
+                    x.kw,
+                    Kw::Select
+                        | Kw::Insert
+                        | Kw::Update
+                        | Kw::Delete
+                        | Kw::Drop
+                        | Kw::Create
+                        | Kw::Alter
+                        | Kw::Truncate
+                )
+        })
+    {
+        return None;
+    }
     let rule = match numeric_anchor(t) {
         Some(at) => after_breakout(t, at, stream.end, false),
         None => value_position(t, stream.end).or_else(|| {
@@ -1641,6 +1689,24 @@ fn walk(t: &[Tok], start: usize, mut want: bool) -> Option<Shape> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documents_that_quote_sql_are_not_injections() {
+        for doc in [
+            "Did you see the comic about little Bobby Tables? His mom named him Robert'); DROP TABLE Students;-- and the school lost its records.",
+            "The classic example in every security course is typing ' or 1=1 in a form",
+            "-- add index\nALTER TABLE orders ADD COLUMN shipped_at timestamptz;\nCREATE INDEX i ON orders (shipped_at);",
+        ] {
+            assert!(detect(doc.as_bytes()).is_none(), "{doc}");
+        }
+        for attack in [
+            "Robert'); DROP TABLE Students;--",
+            "x' or 1=1--",
+            "1; DROP TABLE users--",
+        ] {
+            assert!(detect(attack.as_bytes()).is_some(), "{attack}");
+        }
+    }
 
     /// One case per line, verbatim (trailing spaces matter: `-- `); blank
     /// lines and lines starting with `%%` are skipped.
