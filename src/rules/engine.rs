@@ -733,6 +733,9 @@ impl RuleSet {
         // leave a clean value unchanged, so each is scanned once.
         let mut cache = ValueCache::default();
         let mut distinct: Vec<usize> = Vec::new();
+        // A rule scores once per (field name, value): a JSON leaf is both a
+        // `json` and an `args_post` field, and must not count twice.
+        let mut scored: HashSet<(usize, usize, &[u8])> = HashSet::new();
         let mut node_val: Vec<NodeVal> = Vec::with_capacity(self.nodes.len());
         for f in fields {
             if excl.skips_target(f) {
@@ -793,13 +796,23 @@ impl RuleSet {
                 }
                 let mine = |ri: usize| value_of_chain[self.rule_chain[ri]] == e;
                 for &ri in &entry.matched {
-                    if !self.rules[ri].negate && mine(ri) && wants(ri, f) {
-                        self.push_hit(&mut hits, &excl, ri, f, &entry.value, None);
+                    if !self.rules[ri].negate
+                        && mine(ri)
+                        && wants(ri, f)
+                        && !scored.contains(&(ri, e, f.name))
+                        && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
+                    {
+                        scored.insert((ri, e, f.name));
                     }
                 }
                 for &ri in &plan.negated {
-                    if mine(ri) && entry.matched.binary_search(&ri).is_err() && wants(ri, f) {
-                        self.push_hit(&mut hits, &excl, ri, f, &entry.value, None);
+                    if mine(ri)
+                        && entry.matched.binary_search(&ri).is_err()
+                        && wants(ri, f)
+                        && !scored.contains(&(ri, e, f.name))
+                        && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
+                    {
+                        scored.insert((ri, e, f.name));
                     }
                 }
                 // A detector runs once per distinct value, whatever the
@@ -815,9 +828,13 @@ impl RuleSet {
                             .clone(),
                         _ => run_check(check, &entry.value),
                     };
-                    if found.is_some() != self.rules[*ri].negate {
+                    if found.is_some() != self.rules[*ri].negate
+                        && !scored.contains(&(*ri, e, f.name))
+                    {
                         let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
-                        self.push_hit(&mut hits, &excl, *ri, f, &entry.value, detail);
+                        if self.push_hit(&mut hits, &excl, *ri, f, &entry.value, detail) {
+                            scored.insert((*ri, e, f.name));
+                        }
                     }
                 }
             }
@@ -895,11 +912,11 @@ impl RuleSet {
         f: &Field<'_>,
         value: &[u8],
         detail: Option<String>,
-    ) {
+    ) -> bool {
         let r = &self.rules[ri];
         let chain = &self.chains[self.rule_chain[ri]].chain;
         if excl.disables(r, f) {
-            return;
+            return false;
         }
         let cut = value.len().min(EXCERPT_BYTES);
         hits.push(Hit {
@@ -919,6 +936,7 @@ impl RuleSet {
             excerpt: String::from_utf8_lossy(&value[..cut]).into_owned(),
             detail,
         });
+        true
     }
 
     fn active_exclusions<'a>(&'a self, facts: &RequestFacts<'_>) -> Active<'a> {
@@ -1243,6 +1261,37 @@ rules:
         let ev = rs.evaluate(&f, &RequestFacts::default(), &mut sc);
         assert_eq!(ev.verdict, Verdict::Allow);
         assert!(ev.detect_score >= 5);
+    }
+
+    #[test]
+    fn an_aliased_value_scores_once() {
+        let pack = r#"pack: t
+rules:
+  - id: 300
+    name: loopback url
+    severity: high
+    targets: [args, json]
+    match: {contains: "http://127.0.0.1"}
+"#;
+        let rs = set(pack, &EngineSettings::default());
+        let mut sc = EngineScratch::default();
+        let url = "proxy_pass http://127.0.0.1:3000;";
+        // A JSON leaf is also an args_post field: one finding, score 4 < 5.
+        let list = [
+            (TargetKind::Json, "body", url),
+            (TargetKind::ArgsPost, "body", url),
+        ];
+        let aliased = fields(&list);
+        let ev = rs.evaluate(&aliased, &RequestFacts::default(), &mut sc);
+        assert_eq!((ev.score, ev.verdict), (4, Verdict::Allow));
+        // Two different fields are two findings.
+        let list = [
+            (TargetKind::Json, "a", url),
+            (TargetKind::ArgsPost, "b", url),
+        ];
+        let two = fields(&list);
+        let ev = rs.evaluate(&two, &RequestFacts::default(), &mut sc);
+        assert_eq!((ev.score, ev.verdict), (8, Verdict::Block));
     }
 
     #[test]
