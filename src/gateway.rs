@@ -523,44 +523,7 @@ impl Gateway {
         };
         let mut fields = crate::rules::engine::view_fields(&view);
         if unprocessable.is_some() {
-            use crate::rules::engine::Field;
-            use crate::rules::schema::TargetKind;
-            for (name, value) in &parts.headers {
-                if matches!(*name, header::CONTENT_TYPE | header::CONTENT_ENCODING) {
-                    fields.push(Field {
-                        kind: TargetKind::Headers,
-                        name: name.as_str().as_bytes(),
-                        value: value.as_bytes(),
-                    });
-                    fields.push(Field {
-                        kind: TargetKind::HeaderNames,
-                        name: name.as_str().as_bytes(),
-                        value: name.as_str().as_bytes(),
-                    });
-                }
-            }
-            if !raw.is_empty() {
-                fields.push(Field {
-                    kind: TargetKind::Body,
-                    name: b"",
-                    value: &raw,
-                });
-                // The same bytes as one argument, so the rules for argument
-                // values see them too — except a multipart body, whose part
-                // headers would read as header injection.
-                let multipart = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
-                    v.as_bytes()
-                        .get(..10)
-                        .is_some_and(|p| p.eq_ignore_ascii_case(b"multipart/"))
-                });
-                if !multipart {
-                    fields.push(Field {
-                        kind: TargetKind::ArgsPost,
-                        name: b"",
-                        value: &raw,
-                    });
-                }
-            }
+            add_unparseable_fields(&mut fields, parts, &raw);
         }
         let host = parts
             .headers
@@ -1092,9 +1055,59 @@ thread_local! {
     static ENGINE_SCRATCH: std::cell::RefCell<EngineScratch> = std::cell::RefCell::new(EngineScratch::default());
 }
 
+/// For a request whose body could not be parsed: the fields scored besides
+/// those of [`bodyless_view`] — the body's `Content-Type` and
+/// `Content-Encoding` headers, the raw body, and (except for multipart,
+/// whose part headers would read as header injection) the raw body as one
+/// argument.
+pub fn add_unparseable_fields<'a>(
+    fields: &mut Vec<crate::rules::engine::Field<'a>>,
+    parts: &'a Parts,
+    raw: &'a [u8],
+) {
+    use crate::rules::engine::Field;
+    use crate::rules::schema::TargetKind;
+    for (name, value) in &parts.headers {
+        if matches!(*name, header::CONTENT_TYPE | header::CONTENT_ENCODING) {
+            fields.push(Field {
+                kind: TargetKind::Headers,
+                name: name.as_str().as_bytes(),
+                value: value.as_bytes(),
+            });
+            fields.push(Field {
+                kind: TargetKind::HeaderNames,
+                name: name.as_str().as_bytes(),
+                value: name.as_str().as_bytes(),
+            });
+        }
+    }
+    if !raw.is_empty() {
+        fields.push(Field {
+            kind: TargetKind::Body,
+            name: b"",
+            value: raw,
+        });
+        // The same bytes as one argument, so the rules for argument
+        // values see them too — except a multipart body, whose part
+        // headers would read as header injection.
+        let multipart = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .get(..10)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"multipart/"))
+        });
+        if !multipart {
+            fields.push(Field {
+                kind: TargetKind::ArgsPost,
+                name: b"",
+                value: raw,
+            });
+        }
+    }
+}
+
 /// The view of a request without its body (headers, cookies, path and
 /// query), for scoring a request whose body could not be parsed.
-fn bodyless_view(parts: &Parts, limits: &ViewLimits) -> Option<RequestView> {
+pub fn bodyless_view(parts: &Parts, limits: &ViewLimits) -> Option<RequestView> {
     let mut b = Request::builder()
         .method(parts.method.clone())
         .uri(parts.uri.clone())

@@ -373,7 +373,6 @@ fn explain(
 ) -> ExitCode {
     use portcullis::request_view::{RequestView, ViewLimits};
     use portcullis::rules::engine::{EngineScratch, Field, RequestFacts, Verdict};
-    use portcullis::rules::schema::TargetKind;
     let cfg = match portcullis::config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -458,28 +457,32 @@ fn explain(
         max_body: cfg.limits.inspect_body_bytes,
         ..ViewLimits::default()
     };
-    let view = match RequestView::build(&parts, &raw[head_len..], &vl) {
-        Ok(v) => v,
-        Err(e) => {
-            println!(
-                "verdict: {} {} (the body cannot be inspected)",
-                e.status(),
-                e.reason()
-            );
-            return ExitCode::SUCCESS;
-        }
+    let body = &raw[head_len..];
+    // As the gateway does: a body that cannot be parsed is refused, but the
+    // rules score what can be read first (a block wins over the refusal).
+    let (view, unparseable) = match RequestView::build(&parts, body, &vl) {
+        Ok(v) => (v, None),
+        Err(e) => match portcullis::gateway::bodyless_view(&parts, &vl) {
+            Some(v) => (v, Some(e)),
+            None => {
+                println!(
+                    "verdict: {} {} (the body cannot be inspected)",
+                    e.status(),
+                    e.reason()
+                );
+                return ExitCode::SUCCESS;
+            }
+        },
     };
-    let fields: Vec<Field<'_>> = view
-        .fields()
-        .iter()
-        .filter_map(|f| {
-            TargetKind::parse(f.kind.as_str()).map(|kind| Field {
-                kind,
-                name: &f.name,
-                value: &f.value,
-            })
-        })
-        .collect();
+    let mut fields: Vec<Field<'_>> = portcullis::rules::engine::view_fields(&view);
+    if let Some(e) = &unparseable {
+        println!(
+            "the body cannot be parsed ({} {}): scoring the headers, path, query and raw body",
+            e.status(),
+            e.reason()
+        );
+        portcullis::gateway::add_unparseable_fields(&mut fields, &parts, body);
+    }
     let host = parts
         .headers
         .get("host")
@@ -522,9 +525,15 @@ fn explain(
         println!("  not inspected: {e}");
     }
     let verdict = if !ev.errors.is_empty() || ev.verdict == Verdict::Block {
-        "BLOCK (403)"
+        "BLOCK (403)".to_string()
+    } else if let Some(e) = &unparseable {
+        format!(
+            "{} {} (the body cannot be inspected)",
+            e.status(),
+            e.reason()
+        )
     } else {
-        "pass"
+        "pass".to_string()
     };
     println!(
         "score {} (detect-only {}), verdict: {verdict}",
