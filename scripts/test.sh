@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build
-target/debug/portcullis check -c config/portcullis.yaml
+"${CARGO_TARGET_DIR:-target}/debug/portcullis" check -c config/portcullis.yaml
 # (thread count via the environment: criterion benches, run once as tests
 # here, do not take libtest flags)
 RUST_TEST_THREADS="${TEST_THREADS:-4}" cargo test --all-targets
