@@ -326,14 +326,19 @@ pub enum ContentCoding {
     Deflate,
 }
 
-/// The only charsets inspected; anything else is refused.
+/// The only charsets inspected; anything else is refused. The single-byte
+/// ones are transcoded to UTF-8 before inspection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Charset {
     /// UTF-8, or US-ASCII (read as its UTF-8 superset).
     #[default]
     Utf8,
-    /// ISO-8859-1, transcoded to UTF-8 before inspection.
+    /// ISO-8859-1.
     Latin1,
+    /// ISO-8859-15 (Latin-1 with €, Š, š, Ž, ž, Œ, œ, Ÿ).
+    Latin9,
+    /// Windows-1252 (Latin-1 with printable characters in 0x80–0x9F).
+    Windows1252,
 }
 
 /// The normalised, bounded view of one request.
@@ -673,7 +678,7 @@ fn request_line_and_headers(parts: &Parts, col: &mut Collector) -> Result<(), Vi
     if query.is_some() {
         let q = arena.slice(path_end..query_end);
         col.alias(TargetKind::Query, none, q.clone(), FieldRole::Value);
-        parse_pairs(&q, TargetKind::ArgsGet, col, false)?;
+        parse_pairs(&q, TargetKind::ArgsGet, col, Charset::Utf8)?;
     }
 
     // Same walk as the copy above, so the offsets line up.
@@ -737,7 +742,7 @@ fn parse_pairs(
     src: &Bytes,
     kind: TargetKind,
     col: &mut Collector,
-    latin1: bool,
+    cs: Charset,
 ) -> Result<(), ViewError> {
     let start = col.fields.len();
     for (a, b) in pieces(src, b'&') {
@@ -750,10 +755,11 @@ fn parse_pairs(
         };
         let mut name = url_decode(&name);
         let mut value = url_decode(&value);
-        if latin1 {
-            // The escapes encode latin-1 bytes, so transcode after decoding.
-            name = latin1_to_utf8(&name);
-            value = latin1_to_utf8(&value);
+        if cs != Charset::Utf8 {
+            // The escapes encode single-byte-charset bytes, so transcode
+            // after decoding.
+            name = to_utf8(&name, cs);
+            value = to_utf8(&value, cs);
         }
         col.push(kind, name.clone(), value, FieldRole::Value)?;
         col.alias(TargetKind::ArgsNames, name.clone(), name, FieldRole::Value);
@@ -805,18 +811,43 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// ISO-8859-1 → UTF-8 (every byte is the code point of the same value).
-fn latin1_to_utf8(b: &Bytes) -> Bytes {
-    if b.is_ascii() {
+/// Windows-1252 0x80–0x9F (the five unassigned bytes keep their C1 code
+/// points, as the WHATWG Encoding Standard does).
+const CP1252_HIGH: [u32; 32] = [
+    0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
+    0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+];
+
+/// The code point of byte `c` in a single-byte charset.
+fn single_byte_char(c: u8, cs: Charset) -> u32 {
+    match (cs, c) {
+        (Charset::Windows1252, 0x80..=0x9F) => CP1252_HIGH[usize::from(c - 0x80)],
+        (Charset::Latin9, 0xA4) => 0x20AC,
+        (Charset::Latin9, 0xA6) => 0x0160,
+        (Charset::Latin9, 0xA8) => 0x0161,
+        (Charset::Latin9, 0xB4) => 0x017D,
+        (Charset::Latin9, 0xB8) => 0x017E,
+        (Charset::Latin9, 0xBC) => 0x0152,
+        (Charset::Latin9, 0xBD) => 0x0153,
+        (Charset::Latin9, 0xBE) => 0x0178,
+        _ => u32::from(c),
+    }
+}
+
+/// A single-byte charset → UTF-8 (UTF-8 input is returned as is).
+fn to_utf8(b: &Bytes, cs: Charset) -> Bytes {
+    if cs == Charset::Utf8 || b.is_ascii() {
         return b.clone();
     }
     let mut out = Vec::with_capacity(b.len() + b.len() / 2);
+    let mut buf = [0u8; 4];
     for &c in b.iter() {
         if c < 0x80 {
             out.push(c);
         } else {
-            out.push(0xC0 | (c >> 6));
-            out.push(0x80 | (c & 0x3F));
+            let ch = char::from_u32(single_byte_char(c, cs)).unwrap_or('\u{FFFD}');
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
         }
     }
     Bytes::from(out)
@@ -878,16 +909,15 @@ fn parse_body(
         }
         charset = c;
     }
-    if utf8_bom && charset == Charset::Latin1 {
+    if utf8_bom && charset != Charset::Utf8 {
         return Err(ViewError::Ambiguous("charset_bom"));
     }
     view.charset = charset;
-    let latin1 = charset == Charset::Latin1;
     // multipart/form-data has no body-wide charset (RFC 7578 §5.1); parts
     // carry their own, and uploads must keep their bytes.
     let multipart = matches!(kind, Kind::Multipart(_));
-    let text = if latin1 && !multipart {
-        latin1_to_utf8(&body)
+    let text = if !multipart {
+        to_utf8(&body, charset)
     } else {
         body.clone()
     };
@@ -901,7 +931,7 @@ fn parse_body(
 
     if !complete {
         if kind == Kind::Form {
-            parse_pairs(&body, TargetKind::ArgsPost, col, latin1)?;
+            parse_pairs(&body, TargetKind::ArgsPost, col, charset)?;
             view.body_kind = BodyKind::Form;
         }
         return Ok(());
@@ -909,7 +939,7 @@ fn parse_body(
     match kind {
         Kind::Raw => {}
         Kind::Form => {
-            parse_pairs(&body, TargetKind::ArgsPost, col, latin1)?;
+            parse_pairs(&body, TargetKind::ArgsPost, col, charset)?;
             view.body_kind = BodyKind::Form;
         }
         Kind::Json => {
@@ -956,7 +986,7 @@ fn parse_body(
             }
         }
         Kind::Multipart(boundary) => {
-            parse_multipart(&body, &boundary, latin1, col, limits)?;
+            parse_multipart(&body, &boundary, charset, col, limits)?;
             view.body_kind = BodyKind::Multipart;
         }
     }
@@ -1005,8 +1035,26 @@ fn charset_from(v: &[u8]) -> Result<Charset, ViewError> {
     let starts = |p: &str| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p.as_bytes());
     if is(&["utf-8", "utf8", "us-ascii", "ascii"]) {
         Ok(Charset::Utf8)
-    } else if is(&["iso-8859-1", "iso_8859-1", "latin1", "latin-1"]) {
+    } else if is(&[
+        "iso-8859-1",
+        "iso_8859-1",
+        "iso8859-1",
+        "latin1",
+        "latin-1",
+        "l1",
+    ]) {
         Ok(Charset::Latin1)
+    } else if is(&[
+        "iso-8859-15",
+        "iso_8859-15",
+        "iso8859-15",
+        "latin9",
+        "latin-9",
+        "l9",
+    ]) {
+        Ok(Charset::Latin9)
+    } else if is(&["windows-1252", "cp1252", "x-cp1252"]) {
+        Ok(Charset::Windows1252)
     } else if starts("utf-16") || starts("utf16") || starts("ucs-2") {
         Err(ViewError::UnsupportedCharset("utf-16"))
     } else if starts("utf-32") || starts("utf32") || starts("ucs-4") {
@@ -1598,7 +1646,7 @@ impl Finder {
 fn parse_multipart(
     body: &Bytes,
     boundary: &[u8],
-    latin1: bool,
+    charset: Charset,
     col: &mut Collector,
     limits: &ViewLimits,
 ) -> Result<(), ViewError> {
@@ -1648,7 +1696,7 @@ fn parse_multipart(
                 "multipart_boundary_in_content"
             }));
         }
-        parse_part(&body.slice(pos..next - 2), latin1, col, limits)?;
+        parse_part(&body.slice(pos..next - 2), charset, col, limits)?;
         pos = next + dl;
     }
 }
@@ -1656,7 +1704,7 @@ fn parse_multipart(
 /// One part: CRLF-terminated headers, an empty line, the content.
 fn parse_part(
     part: &Bytes,
-    latin1_default: bool,
+    charset_default: Charset,
     col: &mut Collector,
     limits: &ViewLimits,
 ) -> Result<(), ViewError> {
@@ -1765,15 +1813,11 @@ fn parse_part(
             );
         }
         None => {
-            let latin1 = match charset {
-                Some(c) => c? == Charset::Latin1,
-                None => latin1_default,
+            let cs = match charset {
+                Some(c) => c?,
+                None => charset_default,
             };
-            let value = if latin1 {
-                latin1_to_utf8(&content)
-            } else {
-                content
-            };
+            let value = to_utf8(&content, cs);
             col.push(TargetKind::ArgsPost, name.clone(), value, FieldRole::Value)?;
         }
     }
@@ -2421,6 +2465,44 @@ mod tests {
         assert_eq!(v.get(TargetKind::ArgsPost, "n").unwrap().value, "café");
         assert_eq!(v.get(TargetKind::ArgsPost, "m").unwrap().value, "é");
         assert_eq!(v.body().unwrap(), "n=caf%E9&m=é");
+    }
+
+    #[test]
+    fn windows_1252_and_latin9_are_transcoded_with_their_own_tables() {
+        // 0x93/0x94 are curly quotes in Windows-1252 (C1 controls in
+        // Latin-1): an injection written with them must reach the rules as
+        // the characters the application will see.
+        let v = post(
+            "application/x-www-form-urlencoded; charset=windows-1252",
+            b"q=%93hi%94&e=%80",
+        )
+        .unwrap();
+        assert_eq!(v.charset, Charset::Windows1252);
+        assert_eq!(
+            v.get(TargetKind::ArgsPost, "q").unwrap().value,
+            "\u{201C}hi\u{201D}"
+        );
+        assert_eq!(v.get(TargetKind::ArgsPost, "e").unwrap().value, "€");
+        let v = post(
+            "application/x-www-form-urlencoded; charset=ISO-8859-15",
+            b"p=5%A4&s=\xa6",
+        )
+        .unwrap();
+        assert_eq!(v.charset, Charset::Latin9);
+        assert_eq!(v.get(TargetKind::ArgsPost, "p").unwrap().value, "5€");
+        assert_eq!(v.get(TargetKind::ArgsPost, "s").unwrap().value, "Š");
+        // Multipart parts may name them too.
+        let mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\nContent-Type: text/plain; charset=windows-1252\r\n\r\n\x93x\x94\r\n--XyZ--\r\n";
+        let v = post("multipart/form-data; boundary=XyZ", mp).unwrap();
+        assert_eq!(
+            v.get(TargetKind::ArgsPost, "a").unwrap().value,
+            "\u{201C}x\u{201D}"
+        );
+        // Anything else is still refused.
+        assert_eq!(
+            post("application/x-www-form-urlencoded; charset=koi8-r", b"a=b").unwrap_err(),
+            ViewError::UnsupportedCharset("unsupported_charset")
+        );
     }
 
     // -- JSON ---------------------------------------------------------------
@@ -3255,7 +3337,7 @@ mod tests {
         };
         let b = Bytes::copy_from_slice(body);
         let mut col = Collector::new(0, limits.max_fields);
-        let _ = parse_multipart(&b, b"XyZ", false, &mut col, &limits);
+        let _ = parse_multipart(&b, b"XyZ", Charset::Utf8, &mut col, &limits);
         let mut col = Collector::new(0, limits.max_fields);
         let _ = parse_json(&b, &mut col, &limits);
         let mut col = Collector::new(0, limits.max_fields);
