@@ -1147,13 +1147,64 @@ fn inspectable_response(headers: &http::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_none_or(|ct| {
             let ct = ct.to_ascii_lowercase();
-            ct.starts_with("text/")
-                || ct.contains("json")
-                || ct.contains("xml")
-                || ct.contains("javascript")
-                || ct.contains("x-www-form-urlencoded")
+            // Streams that never end (server-sent events, NDJSON feeds,
+            // MJPEG-style replace) must not wait for a prefix: their first
+            // bytes go out at once, uninspected.
+            let stream = ct.starts_with("text/event-stream")
+                || ct.contains("ndjson")
+                || ct.contains("stream+json")
+                || ct.contains("jsonl")
+                || ct.starts_with("multipart/x-mixed-replace");
+            !stream
+                && (ct.starts_with("text/")
+                    || ct.contains("json")
+                    || ct.contains("xml")
+                    || ct.contains("javascript")
+                    || ct.contains("x-www-form-urlencoded"))
         });
     identity && textual
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(ct: Option<&str>, ce: Option<&str>) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        if let Some(ct) = ct {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        }
+        if let Some(ce) = ce {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(ce).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn response_bodies_inspected_are_uncompressed_finite_text() {
+        for ct in [
+            "text/html; charset=utf-8",
+            "application/json",
+            "application/problem+json",
+            "text/plain",
+        ] {
+            assert!(inspectable_response(&with(Some(ct), None)), "{ct}");
+        }
+        assert!(inspectable_response(&with(None, None)), "untyped");
+        for ct in [
+            "text/event-stream",
+            "application/x-ndjson",
+            "application/stream+json",
+            "image/png",
+            "application/octet-stream",
+        ] {
+            assert!(!inspectable_response(&with(Some(ct), None)), "{ct}");
+        }
+        assert!(!inspectable_response(&with(
+            Some("text/html"),
+            Some("gzip")
+        )));
+    }
 }
 
 /// Reads up to `cap` bytes of an upstream response body within `timeout`:
