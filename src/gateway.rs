@@ -325,7 +325,7 @@ impl Gateway {
         let (frames, rest, prefix) = if wants_body {
             read_response_prefix(
                 body,
-                snap.cfg.limits.inspect_body_bytes,
+                snap.cfg.limits.inspect_body_bytes.min(RESPONSE_INSPECT_MAX),
                 snap.cfg.upstream.timeout,
             )
             .await?
@@ -1126,6 +1126,11 @@ pub fn bodyless_view(parts: &Parts, limits: &ViewLimits) -> Option<RequestView> 
     let (p, ()) = b.body(()).ok()?.into_parts();
     RequestView::build_bytes(&p, Bytes::new(), limits).ok()
 }
+
+/// At most this much of a response body is held back for the response
+/// rules (leaks show up in error pages, which are small; a large page is not
+/// delayed or buffered whole, and memory per connection stays bounded).
+const RESPONSE_INSPECT_MAX: usize = 128 * 1024;
 
 fn mode_name(m: Mode) -> &'static str {
     match m {

@@ -446,7 +446,7 @@ fn response_rules_block_leaks_and_stream_the_rest() {
     assert_eq!((status, body.as_slice()), (200, &b"hello there"[..]));
     // A low-severity response hit is below the outbound threshold (4).
     assert_eq!(get(&gw, "/status/503", "").0, 503);
-    // A body longer than the inspected prefix (1 MiB) arrives whole: the
+    // A body longer than the inspected prefix (128 KiB) arrives whole: the
     // prefix read for inspection first, then the rest, streamed.
     let (status, _, body) = get(&gw, "/big?bytes=3000000", "");
     assert_eq!(status, 200);
