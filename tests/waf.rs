@@ -191,22 +191,8 @@ fn detect_mode_forwards_and_logs_what_it_would_block() {
     let (up, gw) = start("  mode: detect\n", "");
     assert_eq!(get(&gw, "/?id=1'%20OR%201=1--", "").0, 200);
     assert_eq!(up.requests().len(), 1);
-    let deadline = std::time::Instant::now() + READY_TIMEOUT;
-    loop {
-        let log = gw.access_log();
-        if let Some(line) = log
-            .lines()
-            .find(|l| l.contains("\"waf_action\":\"detect\""))
-        {
-            assert!(line.contains("\"waf_rules\":[942100]"), "{line}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no detect line in {log}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let line = detect_line(&gw);
+    assert!(line.contains("\"waf_rules\":[942100]"), "{line}");
 }
 
 #[test]
@@ -459,6 +445,13 @@ fn response_rules_in_detect_mode_log_and_pass() {
     let leak = b"-----BEGIN RSA PRIVATE KEY-----\n";
     let (status, _, body) = post(&gw, "text/plain", "", leak);
     assert_eq!((status, body.as_slice()), (200, &leak[..]));
+    let line = detect_line(&gw);
+    assert!(line.contains("\"waf_rules\":[950110]"), "{line}");
+}
+
+/// The first access line with `waf_action: detect`, polled until it is
+/// written (the access log is flushed by a writer thread).
+fn detect_line(gw: &Gateway) -> String {
     let deadline = std::time::Instant::now() + READY_TIMEOUT;
     loop {
         let log = gw.access_log();
@@ -466,8 +459,7 @@ fn response_rules_in_detect_mode_log_and_pass() {
             .lines()
             .find(|l| l.contains("\"waf_action\":\"detect\""))
         {
-            assert!(line.contains("\"waf_rules\":[950110]"), "{line}");
-            break;
+            return line.to_string();
         }
         assert!(
             std::time::Instant::now() < deadline,

@@ -138,7 +138,7 @@ struct KindPlan {
     negated: Vec<usize>,
 }
 
-const KINDS: usize = TargetKind::ResponseBody as usize + 1;
+const KINDS: usize = TargetKind::ALL.len();
 
 /// Does the chain change ordinary clean text (so its output is almost
 /// always a value of its own)?
@@ -155,32 +155,6 @@ fn rewrites_clean_text(chain: &Chain) -> bool {
 /// Can a target of kind `t` select a field of kind `f`?
 fn kind_selects(t: TargetKind, f: TargetKind) -> bool {
     t == f || (t == TargetKind::Args && matches!(f, TargetKind::ArgsGet | TargetKind::ArgsPost))
-}
-
-fn all_kinds() -> [TargetKind; KINDS] {
-    use TargetKind::*;
-    [
-        Args,
-        ArgsGet,
-        ArgsPost,
-        ArgsNames,
-        Path,
-        Query,
-        Uri,
-        Method,
-        Headers,
-        HeaderNames,
-        Cookies,
-        CookieNames,
-        Body,
-        Json,
-        Xml,
-        Files,
-        FilesContent,
-        ResponseStatus,
-        ResponseHeaders,
-        ResponseBody,
-    ]
 }
 
 /// A compiled, immutable rule set (`Send + Sync`), swapped whole on reload.
@@ -432,7 +406,7 @@ impl RuleSet {
         // At most 64 databases: a value records the ones it was scanned
         // with in a u64.
         let kind_mask = |r: &Rule| {
-            all_kinds()
+            TargetKind::ALL
                 .iter()
                 .enumerate()
                 .filter(|(_, k)| r.targets.iter().any(|t| kind_selects(t.kind, **k)))
@@ -604,7 +578,7 @@ impl RuleSet {
             c.node = at;
         }
         let mut plans: Vec<KindPlan> = (0..KINDS).map(|_| KindPlan::default()).collect();
-        for kind in all_kinds() {
+        for kind in TargetKind::ALL {
             let plan = &mut plans[kind as usize];
             for (ci, c) in chains.iter().enumerate() {
                 let ts: Vec<Target> = c
@@ -1261,6 +1235,13 @@ rules:
         let ev = rs.evaluate(&f, &RequestFacts::default(), &mut sc);
         assert_eq!(ev.verdict, Verdict::Allow);
         assert!(ev.detect_score >= 5);
+    }
+
+    #[test]
+    fn every_kind_indexes_its_own_plan() {
+        for (i, k) in TargetKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
     }
 
     #[test]

@@ -209,6 +209,33 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [TargetKind; 20] = {
+        use TargetKind::*;
+        [
+            Args,
+            ArgsGet,
+            ArgsPost,
+            ArgsNames,
+            Path,
+            Query,
+            Uri,
+            Method,
+            Headers,
+            HeaderNames,
+            Cookies,
+            CookieNames,
+            Body,
+            Json,
+            Xml,
+            Files,
+            FilesContent,
+            ResponseStatus,
+            ResponseHeaders,
+            ResponseBody,
+        ]
+    };
+
     pub fn parse(s: &str) -> Option<TargetKind> {
         use TargetKind::*;
         Some(match s {
