@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::request_id;
 use crate::request_view::{RequestView, ViewLimits};
 use crate::respond::{BlockInfo, Reject, reject_response, wants_html};
-use crate::rules::engine::{EngineScratch, RequestFacts, RuleSet, Verdict};
+use crate::rules::engine::{EngineScratch, Evaluation, RequestFacts, RuleSet, Verdict};
 use crate::rules::schema::Mode;
 use crate::upstream::{self, ForwardInfo, Resolved, UpstreamClient};
 
@@ -276,15 +276,10 @@ impl Gateway {
         // phase: response rules (status, headers, and a body prefix)
         let body = match &snap.rules {
             Some(rules) if parts.status != StatusCode::SWITCHING_PROTOCOLS => {
-                let host = req_host
-                    .as_ref()
-                    .and_then(|h| h.to_str().ok())
-                    .or_else(|| req_uri.authority().map(|a| a.as_str()))
-                    .map_or("", upstream::strip_port);
                 let facts = RequestFacts {
                     method: req_method.as_str(),
                     path: req_uri.path(),
-                    host,
+                    host: facts_host(req_host.as_ref(), &req_uri),
                 };
                 self.inspect_response(snap, rules, &facts, &parts, body, rec)
                     .await?
@@ -356,6 +351,29 @@ impl Gateway {
             Ok(mut s) => rules.evaluate_response(&fields, facts, &mut s),
             Err(_) => rules.evaluate_response(&fields, facts, &mut EngineScratch::default()),
         });
+        self.decide(
+            snap,
+            &ev,
+            rules.outbound_threshold(),
+            ("response_inspection_error", "response_rules"),
+            rec,
+        )?;
+        Ok(Inner::Prefixed { frames, rest })
+    }
+
+    /// The verdict on one phase's evaluation, shared by the request and the
+    /// response phase: counts the hits, adds them to the access line, and
+    /// refuses with the block page when the score reaches `threshold` or a
+    /// value could not be inspected (fail closed). `reasons` are the access
+    /// line's reasons for those two refusals.
+    fn decide(
+        &self,
+        snap: &Snapshot,
+        ev: &Evaluation,
+        threshold: u32,
+        reasons: (&'static str, &'static str),
+        rec: &mut LogRecord,
+    ) -> Result<(), Reject> {
         for h in &ev.hits {
             self.metrics
                 .rule_hits
@@ -367,8 +385,9 @@ impl Gateway {
             .iter()
             .find(|h| h.mode == Mode::Block)
             .or(ev.hits.first())
-            .map(|h| h.pack.clone());
-        let summary = rec.waf.get_or_insert_with(|| WafSummary {
+            .map_or("unknown", |h| h.pack.as_str());
+        // Merged with what an earlier phase recorded.
+        let mut summary = rec.waf.take().unwrap_or(WafSummary {
             action: "pass",
             score: 0,
             rule_ids: Vec::new(),
@@ -377,9 +396,6 @@ impl Gateway {
         summary.rule_ids.sort_unstable();
         summary.rule_ids.dedup();
         summary.score = summary.score.max(ev.score.max(ev.detect_score));
-        if summary.rule_ids.is_empty() {
-            rec.waf = None;
-        }
         let waf = snap.cfg.waf.as_ref();
         let block = |reason: &'static str, rule_ids: Vec<u32>| {
             Reject::Blocked(Box::new(BlockInfo {
@@ -390,38 +406,31 @@ impl Gateway {
                 reason,
             }))
         };
-        if !ev.errors.is_empty() {
-            tracing::warn!(errors = ?ev.errors, "response could not be inspected; blocking");
-            if let Some(s) = rec.waf.as_mut() {
-                s.action = "block";
-            }
+        let (error_reason, rules_reason) = reasons;
+        let outcome = if !ev.errors.is_empty() {
+            // Not inspected is not clean: fail closed.
+            tracing::warn!(errors = ?ev.errors, phase = error_reason, "could not be inspected; blocking");
+            summary.action = "block";
             self.metrics
                 .blocked
                 .with_label_values(&["inspection_error"])
                 .inc();
-            return Err(block("response_inspection_error", Vec::new()));
-        }
-        if ev.verdict == Verdict::Block {
-            if let Some(s) = rec.waf.as_mut() {
-                s.action = "block";
+            Err(block(error_reason, Vec::new()))
+        } else if ev.verdict == Verdict::Block {
+            summary.action = "block";
+            self.metrics.blocked.with_label_values(&[family]).inc();
+            Err(block(rules_reason, ev.blocking_rule_ids()))
+        } else {
+            if ev.detect_score >= threshold && threshold > 0 {
+                summary.action = "detect";
+                self.metrics.would_block.with_label_values(&[family]).inc();
             }
-            self.metrics
-                .blocked
-                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
-                .inc();
-            return Err(block("response_rules", ev.blocking_rule_ids()));
+            Ok(())
+        };
+        if !summary.rule_ids.is_empty() || summary.action != "pass" {
+            rec.waf = Some(summary);
         }
-        let outbound = rules.outbound_threshold();
-        if ev.detect_score >= outbound && outbound > 0 {
-            if let Some(s) = rec.waf.as_mut() {
-                s.action = "detect";
-            }
-            self.metrics
-                .would_block
-                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
-                .inc();
-        }
-        Ok(Inner::Prefixed { frames, rest })
+        outcome
     }
 
     async fn read_body(&self, snap: &Snapshot, body: Incoming) -> Result<ForwardBody, Reject> {
@@ -463,7 +472,6 @@ impl Gateway {
     ) -> Result<(), Reject> {
         let t0 = Instant::now();
         let l = &snap.cfg.limits;
-        let waf = snap.cfg.waf.as_ref();
         let (bytes, truncated) = match body {
             ForwardBody::Empty => (Bytes::new(), false),
             ForwardBody::Full(b) => {
@@ -525,12 +533,7 @@ impl Gateway {
         if unprocessable.is_some() {
             add_unparseable_fields(&mut fields, parts, &raw);
         }
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .map_or("", upstream::strip_port);
+        let host = facts_host(parts.headers.get(header::HOST), &parts.uri);
         let facts = RequestFacts {
             method: parts.method.as_str(),
             path: parts.uri.path(),
@@ -543,69 +546,13 @@ impl Gateway {
         self.metrics
             .inspection_duration
             .observe(t0.elapsed().as_secs_f64());
-        for h in &ev.hits {
-            let mode = match h.mode {
-                Mode::Block => "block",
-                Mode::Detect => "detect",
-                Mode::Shadow => "shadow",
-            };
-            self.metrics
-                .rule_hits
-                .with_label_values(&[&h.pack, mode])
-                .inc();
-        }
-        let family = ev
-            .hits
-            .iter()
-            .find(|h| h.mode == Mode::Block)
-            .or(ev.hits.first())
-            .map(|h| h.pack.clone());
-        let mut summary = WafSummary {
-            action: "pass",
-            score: ev.score.max(ev.detect_score),
-            rule_ids: ev.hits.iter().map(|h| h.rule_id).collect(),
-        };
-        summary.rule_ids.sort_unstable();
-        summary.rule_ids.dedup();
-        let block_info = |reason: &'static str, rule_ids: Vec<u32>| {
-            Reject::Blocked(Box::new(BlockInfo {
-                status: waf.map_or(403, |w| w.block_status),
-                rule_ids,
-                expose: waf.is_some_and(|w| w.expose_rule_ids),
-                body: waf.and_then(|w| w.block_body.clone()),
-                reason,
-            }))
-        };
-        if !ev.errors.is_empty() {
-            // Not inspected is not clean: fail closed.
-            tracing::warn!(errors = ?ev.errors, "request could not be inspected; blocking");
-            summary.action = "block";
-            rec.waf = Some(summary);
-            self.metrics
-                .blocked
-                .with_label_values(&["inspection_error"])
-                .inc();
-            return Err(block_info("inspection_error", Vec::new()));
-        }
-        if ev.verdict == Verdict::Block {
-            summary.action = "block";
-            rec.waf = Some(summary);
-            self.metrics
-                .blocked
-                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
-                .inc();
-            return Err(block_info("rules", ev.blocking_rule_ids()));
-        }
-        if ev.detect_score >= rules.threshold() && rules.threshold() > 0 {
-            summary.action = "detect";
-            self.metrics
-                .would_block
-                .with_label_values(&[family.as_deref().unwrap_or("unknown")])
-                .inc();
-        }
-        if !summary.rule_ids.is_empty() {
-            rec.waf = Some(summary);
-        }
+        self.decide(
+            snap,
+            &ev,
+            rules.threshold(),
+            ("inspection_error", "rules"),
+            rec,
+        )?;
         match unprocessable {
             Some(reject) => Err(reject),
             None => Ok(()),
@@ -1131,6 +1078,14 @@ pub fn bodyless_view(parts: &Parts, limits: &ViewLimits) -> Option<RequestView> 
 /// rules (leaks show up in error pages, which are small; a large page is not
 /// delayed or buffered whole, and memory per connection stays bounded).
 const RESPONSE_INSPECT_MAX: usize = 128 * 1024;
+
+/// The host exclusions match on: the Host header, else the target's
+/// authority, without a port.
+fn facts_host<'a>(host: Option<&'a HeaderValue>, uri: &'a Uri) -> &'a str {
+    host.and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .map_or("", upstream::strip_port)
+}
 
 fn mode_name(m: Mode) -> &'static str {
     match m {
