@@ -29,5 +29,7 @@ pub mod request_view;
 pub mod respond;
 pub mod rules;
 pub mod server;
+pub mod severity;
+pub mod store;
 pub mod tls;
 pub mod upstream;

@@ -1,0 +1,133 @@
+//! sled behind [`Store`]: one tree per [`Space`].
+
+use std::path::Path;
+
+use super::{Op, Space, Store, StoreError};
+
+pub struct SledStore {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+fn err(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            StoreError::Locked(io.to_string())
+        }
+        sled::Error::Io(io) => StoreError::Io(io.to_string()),
+        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+impl SledStore {
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        // The writer decides when to flush (group commit); sled's own
+        // background flush is off so a batch's durability is ours to say.
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .cache_capacity(64 << 20)
+            .open()
+            .map_err(|e| {
+                let s = e.to_string();
+                if s.contains("lock") || s.contains("Resource temporarily unavailable") {
+                    StoreError::Locked(s)
+                } else {
+                    err(e)
+                }
+            })?;
+        let trees = Space::ALL
+            .iter()
+            .map(|s| db.open_tree(s.name()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(SledStore { db, trees })
+    }
+
+    fn tree(&self, s: Space) -> &sled::Tree {
+        &self.trees[s.index()]
+    }
+}
+
+impl Store for SledStore {
+    fn engine(&self) -> &'static str {
+        "sled"
+    }
+
+    fn write(&self, ops: &[Op], durable: bool) -> Result<(), StoreError> {
+        // One batch per tree, applied in the order trees first appear: sled
+        // logs them in that order, so a crash keeps a prefix of the batch
+        // (records before their index entries, the chain head last).
+        let mut batches: Vec<(Space, sled::Batch)> = Vec::new();
+        for op in ops {
+            let space = match op {
+                Op::Put(s, ..) | Op::Delete(s, _) => *s,
+            };
+            let i = match batches.iter().position(|(s, _)| *s == space) {
+                Some(i) => i,
+                None => {
+                    batches.push((space, sled::Batch::default()));
+                    batches.len() - 1
+                }
+            };
+            match op {
+                Op::Put(_, k, v) => batches[i].1.insert(k.as_slice(), v.as_slice()),
+                Op::Delete(_, k) => batches[i].1.remove(k.as_slice()),
+            }
+        }
+        for (space, b) in batches {
+            self.tree(space).apply_batch(b).map_err(err)?;
+        }
+        if durable {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(err)
+    }
+
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(space).get(key).map_err(err)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let t = self.tree(space);
+        let iter = match to {
+            Some(to) if to <= from => return Ok(()),
+            Some(to) => t.range(from..to),
+            None => t.range(from..),
+        };
+        let mut step = |r: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StoreError> {
+            let (k, v) = r.map_err(err)?;
+            Ok(visit(&k, &v))
+        };
+        if reverse {
+            for r in iter.rev() {
+                if !step(r)? {
+                    break;
+                }
+            }
+        } else {
+            for r in iter {
+                if !step(r)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(err)
+    }
+}
