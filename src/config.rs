@@ -124,10 +124,10 @@ struct FileConfig {
     ip_lists: Option<S<IgnoredAny>>,
     geoip: Option<S<IgnoredAny>>,
     identity: Option<S<IgnoredAny>>,
-    behavior: Option<S<IgnoredAny>>,
-    audit: Option<S<IgnoredAny>>,
-    store: Option<S<IgnoredAny>>,
-    instance_id: Option<S<IgnoredAny>>,
+    behavior: Option<FileBehavior>,
+    audit: Option<FileAudit>,
+    store: Option<FileStore>,
+    instance_id: Option<S<String>>,
     redis: Option<S<IgnoredAny>>,
     notify: Option<S<IgnoredAny>>,
 }
@@ -148,6 +148,88 @@ struct FileWaf {
     /// Custom block page: status and body.
     block_status: Option<S<u16>>,
     block_body: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    path: Option<S<String>>,
+    engine: Option<S<String>>,
+    sync: Option<S<String>>,
+    on_store_error: Option<S<String>>,
+    /// Records the writer's queue holds before producers see it full.
+    queue: Option<S<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    policies: Option<Vec<FileAuditPolicy>>,
+    retention_days: Option<S<u32>>,
+    encryption_key: Option<S<String>>,
+    mask_fields: Option<Vec<String>>,
+    /// A chain checkpoint every this many records.
+    checkpoint_every: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuditPolicy {
+    #[serde(rename = "match")]
+    matches: FileAuditMatch,
+    category: S<String>,
+    action: Option<String>,
+    resource_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuditMatch {
+    method: Option<S<OneOrMany>>,
+    path: Option<S<String>>,
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBehavior {
+    incidents: Option<FileIncidents>,
+    auto_block: Option<FileAutoBlock>,
+    // Detectors of later work: recognised, refused until built.
+    rate_limits: Option<S<IgnoredAny>>,
+    brute_force: Option<S<IgnoredAny>>,
+    scanner: Option<S<IgnoredAny>>,
+    sessions: Option<S<IgnoredAny>>,
+    unusual_login: Option<S<IgnoredAny>>,
+    exfiltration: Option<S<IgnoredAny>>,
+    uploads: Option<S<IgnoredAny>>,
+    csrf: Option<S<IgnoredAny>>,
+    high_risk_score: Option<S<IgnoredAny>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIncidents {
+    creation_threshold: Option<S<u32>>,
+    window: Option<S<String>>,
+    /// Escalate an open incident one severity level after this long.
+    escalate_after: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAutoBlock {
+    enabled: Option<bool>,
+    threshold: Option<S<u32>>,
+    window: Option<S<String>>,
+    ttl: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +370,64 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `None` when the config has no `waf` section (no rules run).
     pub waf: Option<WafConfig>,
+    pub store: StoreConfig,
+    pub audit: AuditConfig,
+    pub incidents: IncidentConfig,
+    pub auto_block: AutoBlockConfig,
+    /// Stamped on every record (fleets); the host name by default.
+    pub instance_id: String,
+}
+
+/// `store`: where and how records are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// Relative paths are relative to the config file.
+    pub path: PathBuf,
+    pub engine: crate::store::Engine,
+    pub sync: crate::store::writer::SyncMode,
+    pub on_error: crate::store::writer::OnError,
+    pub queue: usize,
+}
+
+/// `audit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    pub policies: Vec<AuditPolicy>,
+    pub retention_days: u32,
+    pub encryption_key: Option<[u8; 32]>,
+    pub mask_fields: Vec<String>,
+    pub checkpoint_every: u64,
+}
+
+/// One `audit.policies` entry: proxied requests that match become audit records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPolicy {
+    /// Upper-case methods; empty = any.
+    pub methods: Vec<String>,
+    /// Path glob (`*` within a segment run, `**` anything); `None` = any.
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub category: String,
+    /// Default: `<METHOD> <path>` of the request.
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+}
+
+/// `behavior.incidents`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentConfig {
+    pub creation_threshold: u32,
+    pub window: Duration,
+    pub escalate_after: Duration,
+}
+
+/// `behavior.auto_block`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoBlockConfig {
+    pub enabled: bool,
+    pub threshold: u32,
+    pub window: Duration,
+    pub ttl: Duration,
 }
 
 /// `waf.mode`: `off` compiles nothing; `detect` logs what it would block.
@@ -676,10 +816,6 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         ("ip_lists", &f.ip_lists),
         ("geoip", &f.geoip),
         ("identity", &f.identity),
-        ("behavior", &f.behavior),
-        ("audit", &f.audit),
-        ("store", &f.store),
-        ("instance_id", &f.instance_id),
         ("redis", &f.redis),
         ("notify", &f.notify),
     ] {
@@ -922,8 +1058,24 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     };
 
     let waf = f.waf.as_ref().map(|w| waf_config(errs, w));
+    let store = store_config(errs, &base, f.store.as_ref());
+    let audit = audit_config(errs, &base, f.audit.as_ref());
+    let (incidents, auto_block) = behavior_config(errs, f.behavior.as_ref());
+    let instance_id = match &f.instance_id {
+        Some(s) if s.value.trim().is_empty() || s.value.len() > 64 => {
+            errs.at(s, "instance_id", "must be 1 to 64 characters");
+            s.value.clone()
+        }
+        Some(s) => s.value.clone(),
+        None => default_instance_id(),
+    };
 
     Config {
+        store,
+        audit,
+        incidents,
+        auto_block,
+        instance_id,
         path: path.to_path_buf(),
         waf,
         workers,
@@ -935,6 +1087,216 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         admin,
         logging,
     }
+}
+
+/// The host name (`/proc/sys/kernel/hostname`, `HOSTNAME`), or `portcullis`.
+fn default_instance_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "portcullis".into())
+}
+
+fn one_of<T: Copy>(
+    errs: &mut Errs<'_>,
+    v: &Option<S<String>>,
+    key: &str,
+    choices: &[(&str, T)],
+    def: T,
+) -> T {
+    let Some(s) = v else { return def };
+    match choices.iter().find(|(n, _)| *n == s.value) {
+        Some((_, t)) => *t,
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            errs.at(s, key, format!("must be one of {}", names.join(", ")));
+            def
+        }
+    }
+}
+
+fn store_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileStore>) -> StoreConfig {
+    use crate::store::Engine;
+    use crate::store::writer::{OnError, SyncMode};
+    let d = FileStore::default();
+    let f = f.unwrap_or(&d);
+    let path = f.path.as_ref().map_or_else(|| PathBuf::from("data"), |p| PathBuf::from(&p.value));
+    let queue = match &f.queue {
+        Some(q) if q.value == 0 || q.value > 10_000_000 => {
+            errs.at(q, "store.queue", "must be 1 to 10000000");
+            65_536
+        }
+        Some(q) => q.value,
+        None => 65_536,
+    };
+    StoreConfig {
+        path: if path.is_absolute() { path } else { base.join(path) },
+        engine: one_of(
+            errs,
+            &f.engine,
+            "store.engine",
+            &[("sled", Engine::Sled), ("redb", Engine::Redb)],
+            Engine::Sled,
+        ),
+        sync: one_of(
+            errs,
+            &f.sync,
+            "store.sync",
+            &[("batched", SyncMode::Batched), ("strict", SyncMode::Strict)],
+            SyncMode::Batched,
+        ),
+        on_error: one_of(
+            errs,
+            &f.on_store_error,
+            "store.on_store_error",
+            &[("fail_open", OnError::FailOpen), ("fail_closed", OnError::FailClosed)],
+            OnError::FailOpen,
+        ),
+        queue,
+    }
+}
+
+fn audit_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileAudit>) -> AuditConfig {
+    let d = FileAudit::default();
+    let f = f.unwrap_or(&d);
+    let mut policies = Vec::new();
+    for p in f.policies.iter().flatten() {
+        if !crate::store::model::AUDIT_CATEGORIES.contains(&p.category.value.as_str()) {
+            errs.at(
+                &p.category,
+                "audit.policies.category",
+                format!(
+                    "must be one of {}",
+                    crate::store::model::AUDIT_CATEGORIES.join(", ")
+                ),
+            );
+        }
+        let methods = match p.matches.method.as_ref().map(|m| &m.value) {
+            None => Vec::new(),
+            Some(OneOrMany::One(m)) => vec![m.to_ascii_uppercase()],
+            Some(OneOrMany::Many(v)) => v.iter().map(|m| m.to_ascii_uppercase()).collect(),
+        };
+        if let Some(m) = &p.matches.method
+            && methods
+                .iter()
+                .any(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            errs.at(m, "audit.policies.match.method", "must be HTTP method names");
+        }
+        if let Some(path) = &p.matches.path
+            && !path.value.starts_with('/')
+        {
+            errs.at(path, "audit.policies.match.path", "must start with `/`");
+        }
+        policies.push(AuditPolicy {
+            methods,
+            path: p.matches.path.as_ref().map(|p| p.value.clone()),
+            host: p.matches.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            category: p.category.value.clone(),
+            action: p.action.clone(),
+            resource_type: p.resource_type.clone(),
+        });
+    }
+    let encryption_key = f.encryption_key.as_ref().and_then(|k| {
+        match resolve_secret(base, &k.value)
+            .and_then(|m| crate::store::crypto::master_key_from(&m))
+        {
+            Ok(key) => Some(key),
+            Err(m) => {
+                errs.at(k, "audit.encryption_key", m);
+                None
+            }
+        }
+    });
+    let retention_days = match &f.retention_days {
+        Some(r) if r.value == 0 => {
+            errs.at(r, "audit.retention_days", "must be at least 1");
+            2555
+        }
+        Some(r) => r.value,
+        None => 2555,
+    };
+    let checkpoint_every = match &f.checkpoint_every {
+        Some(c) if c.value == 0 => {
+            errs.at(c, "audit.checkpoint_every", "must be at least 1");
+            1000
+        }
+        Some(c) => c.value,
+        None => 1000,
+    };
+    AuditConfig {
+        policies,
+        retention_days,
+        encryption_key,
+        mask_fields: f.mask_fields.clone().unwrap_or_default(),
+        checkpoint_every,
+    }
+}
+
+fn behavior_config(
+    errs: &mut Errs<'_>,
+    f: Option<&FileBehavior>,
+) -> (IncidentConfig, AutoBlockConfig) {
+    let d = FileBehavior::default();
+    let f = f.unwrap_or(&d);
+    for (name, sec) in [
+        ("rate_limits", &f.rate_limits),
+        ("brute_force", &f.brute_force),
+        ("scanner", &f.scanner),
+        ("sessions", &f.sessions),
+        ("unusual_login", &f.unusual_login),
+        ("exfiltration", &f.exfiltration),
+        ("uploads", &f.uploads),
+        ("csrf", &f.csrf),
+        ("high_risk_score", &f.high_risk_score),
+    ] {
+        if let Some(s) = sec {
+            errs.at(
+                s,
+                &format!("behavior.{name}"),
+                format!("`behavior.{name}` is not supported yet by this build of portcullis; remove it"),
+            );
+        }
+    }
+    let di = FileIncidents::default();
+    let i = f.incidents.as_ref().unwrap_or(&di);
+    let creation_threshold = match &i.creation_threshold {
+        Some(t) if t.value == 0 => {
+            errs.at(t, "behavior.incidents.creation_threshold", "must be at least 1");
+            3
+        }
+        Some(t) => t.value,
+        None => 3,
+    };
+    let incidents = IncidentConfig {
+        creation_threshold,
+        window: duration(errs, &i.window, "behavior.incidents.window", Duration::from_secs(900)),
+        escalate_after: duration(
+            errs,
+            &i.escalate_after,
+            "behavior.incidents.escalate_after",
+            Duration::from_secs(3600),
+        ),
+    };
+    let da = FileAutoBlock::default();
+    let a = f.auto_block.as_ref().unwrap_or(&da);
+    let threshold = match &a.threshold {
+        Some(t) if t.value == 0 => {
+            errs.at(t, "behavior.auto_block.threshold", "must be at least 1");
+            5
+        }
+        Some(t) => t.value,
+        None => 5,
+    };
+    let auto_block = AutoBlockConfig {
+        enabled: a.enabled.unwrap_or(true),
+        threshold,
+        window: duration(errs, &a.window, "behavior.auto_block.window", Duration::from_secs(600)),
+        ttl: duration(errs, &a.ttl, "behavior.auto_block.ttl", Duration::from_secs(3600)),
+    };
+    (incidents, auto_block)
 }
 
 fn waf_config(errs: &mut Errs<'_>, w: &FileWaf) -> WafConfig {
