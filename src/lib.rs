@@ -13,6 +13,7 @@
 //! - [`upstream`]: pooled client, routes, hop-by-hop and forwarding headers.
 //! - [`respond`]: the one place refusals become responses.
 //! - [`admin`]: side-port API (health, metrics, token-protected control).
+//! - [`notify`]: signed webhook notifications for incidents ([`severity`]).
 //! - [`metrics`], [`accesslog`], [`request_id`], [`config`], [`demo`].
 
 pub mod accesslog;
@@ -24,6 +25,7 @@ pub mod framing;
 pub mod ftw;
 pub mod gateway;
 pub mod metrics;
+pub mod notify;
 pub mod request_id;
 pub mod request_view;
 pub mod respond;
