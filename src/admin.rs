@@ -61,6 +61,14 @@ async fn handle(
     Ok(match (&method, path.as_str()) {
         (&Method::GET, "/api/v1/security/health") => health(&r).await,
         (&Method::GET, "/metrics") | (&Method::GET, "/api/v1/metrics") => {
+            if let Some(sec) = &r.gw.security {
+                r.gw.metrics.observe_store(
+                    &sec.store.stats,
+                    sec.store.sync == crate::store::writer::SyncMode::Strict,
+                    sec.blocklist.list(crate::store::keys::now_micros()).len(),
+                    None,
+                );
+            }
             let mut resp = Response::new(Full::new(Bytes::from(r.gw.metrics.render())));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

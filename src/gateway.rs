@@ -42,6 +42,9 @@ use crate::request_view::{RequestView, ViewLimits};
 use crate::respond::{BlockInfo, Reject, reject_response, wants_html};
 use crate::rules::engine::{EngineScratch, Evaluation, RequestFacts, RuleSet, Verdict};
 use crate::rules::schema::Mode;
+use crate::security::Security;
+use crate::store::model::{AuditIn, EventIn};
+use crate::store::writer::{OnError, SyncMode, WriteError};
 use crate::upstream::{self, ForwardInfo, Resolved, UpstreamClient};
 
 /// Everything derived from one configuration; swapped whole on reload so a
@@ -106,6 +109,9 @@ pub struct Gateway {
     pub access_log: AccessLog,
     pub echo_addr: Option<SocketAddr>,
     pub started: Instant,
+    /// The store, blocked addresses and audit; `None` only in tools and tests
+    /// that run the pipeline without a store.
+    pub security: Option<Arc<Security>>,
 }
 
 /// Per-connection facts the phases need.
@@ -125,6 +131,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         access_log: AccessLog,
         echo_addr: Option<SocketAddr>,
+        security: Option<Arc<Security>>,
     ) -> Gateway {
         Gateway {
             workers: snapshot.clients.len(),
@@ -133,6 +140,7 @@ impl Gateway {
             access_log,
             echo_addr,
             started: Instant::now(),
+            security,
         }
     }
 
@@ -185,10 +193,35 @@ impl Gateway {
             inspection_truncated: false,
         };
 
-        let (status, body) = match self
-            .pipeline(&snap, &conn, req, &request_id, client_ip, &mut rec)
-            .await
-        {
+        // phase: connection — a blocked address is refused before anything
+        // of its request is read.
+        let blocked = self
+            .security
+            .as_ref()
+            .and_then(|s| s.blocklist.check(client_ip, Security::now()));
+        let result = match blocked {
+            Some(_) => {
+                self.metrics.blocked.with_label_values(&["ip_blocked"]).inc();
+                Err(Reject::Blocked(Box::new(BlockInfo {
+                    status: 403,
+                    rule_ids: Vec::new(),
+                    expose: false,
+                    body: None,
+                    reason: "ip_blocked",
+                })))
+            }
+            None => {
+                self.pipeline(&snap, &conn, req, &request_id, client_ip, &mut rec)
+                    .await
+            }
+        };
+        // phase: record — events and audit records (durable before the
+        // answer in strict mode).
+        let result = match &self.security {
+            Some(sec) => self.record(sec, &snap, result, &rec).await,
+            None => result,
+        };
+        let (status, body) = match result {
             Ok(resp) => {
                 let (parts, inner) = resp.into_parts();
                 (parts, inner)
@@ -216,6 +249,152 @@ impl Gateway {
                 log: Some(Box::new(guard)),
             },
         ))
+    }
+
+    /// Turns a blocked or detected request into a security event, and a
+    /// request matching `audit.policies` into an audit record. With
+    /// `store.sync: strict` the answer waits until the record is durable;
+    /// if it cannot be written, `on_store_error: fail_closed` answers 503
+    /// instead of passing an unaudited action.
+    async fn record(
+        &self,
+        sec: &Security,
+        snap: &Snapshot,
+        result: Result<Response<Inner>, Reject>,
+        rec: &LogRecord,
+    ) -> Result<Response<Inner>, Reject> {
+        let strict = sec.store.sync == SyncMode::Strict;
+        let failed = |e: &WriteError, what: &str| {
+            self.metrics.store_failures.with_label_values(&[what]).inc();
+            tracing::error!(error = %e, record = what, "could not store a record");
+        };
+        match &result {
+            Err(Reject::Blocked(b)) if b.reason != "ip_blocked" => {
+                let ev = self.event_of(rec, b.reason);
+                self.count_event(&ev);
+                if strict {
+                    if let Err(e) = sec.store.event_acked(ev).await {
+                        failed(&e, "event");
+                    }
+                } else if let Err(e) = sec.store.event(ev) {
+                    failed(&e, "event");
+                }
+            }
+            Ok(resp) => {
+                if rec.waf.as_ref().is_some_and(|w| w.action == "detect") {
+                    let ev = self.event_of(rec, "detect");
+                    self.count_event(&ev);
+                    if let Err(e) = sec.store.event(ev) {
+                        failed(&e, "event");
+                    }
+                }
+                let host = rec.host.as_ref().and_then(|h| h.to_str().ok());
+                let policy = crate::security::audit_policy(
+                    &snap.cfg,
+                    rec.method.as_str(),
+                    host,
+                    rec.uri.path(),
+                );
+                if let Some(p) = policy {
+                    let status = resp.status().as_u16();
+                    let (rtype, rid) = crate::security::resource_of(rec.uri.path());
+                    let a = AuditIn {
+                        ts_us: 0,
+                        category: p.category.clone(),
+                        action: p
+                            .action
+                            .clone()
+                            .unwrap_or_else(|| format!("{} {}", rec.method, rec.uri.path())),
+                        outcome: crate::security::outcome(status).into(),
+                        ip: Some(rec.client_ip),
+                        resource_type: p.resource_type.clone().or(rtype),
+                        resource_id: rid,
+                        endpoint: Some(rec.uri.path().to_string()),
+                        method: Some(rec.method.to_string()),
+                        status: Some(status),
+                        request_id: rec.request_id.to_str().ok().map(str::to_owned),
+                        ..AuditIn::default()
+                    };
+                    self.metrics
+                        .audit_events
+                        .with_label_values(&[&a.category])
+                        .inc();
+                    if strict {
+                        if let Err(e) = sec.store.audit(a).await {
+                            failed(&e, "audit");
+                            if sec.store.on_error == OnError::FailClosed {
+                                return Err(Reject::ServiceUnavailable);
+                            }
+                        }
+                    } else if let Err(e) = sec.store.audit_nowait(a) {
+                        failed(&e, "audit");
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn count_event(&self, ev: &EventIn) {
+        self.metrics
+            .security_events
+            .with_label_values(&[&ev.kind, ev.severity().as_str()])
+            .inc();
+    }
+
+    /// The security event of a blocked (or detected) request.
+    fn event_of(&self, rec: &LogRecord, why: &str) -> EventIn {
+        let (kind, score, rule_ids) = match &rec.waf {
+            Some(w) => (
+                crate::security::event_kind(&w.pack),
+                w.score,
+                w.rule_ids.clone(),
+            ),
+            None => ("rule_match", 0, Vec::new()),
+        };
+        let kind = if why == "inspection_error" || why == "response_inspection_error" {
+            "protocol_violation"
+        } else {
+            kind
+        };
+        // Severity: detect-only medium, a block high, a block at twice the
+        // threshold or more critical (several independent strong matches).
+        let severity = if why == "detect" {
+            2
+        } else if score >= 10 {
+            4
+        } else {
+            3
+        };
+        EventIn {
+            ts_us: 0,
+            kind: kind.into(),
+            severity,
+            ip: Some(rec.client_ip),
+            user: None,
+            request_id: rec.request_id.to_str().ok().map(str::to_owned),
+            method: Some(rec.method.to_string()),
+            host: rec
+                .host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+            path: Some(rec.uri.path().to_string()),
+            rule_ids,
+            score,
+            action: if why == "detect" { "detect" } else { "block" }.into(),
+            status: None,
+            user_agent: rec
+                .user_agent
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+            details: match rec.uri.query() {
+                Some(q) => serde_json::json!({ "query": q, "reason": why }),
+                None => serde_json::json!({ "reason": why }),
+            },
+        }
     }
 
     async fn pipeline(
@@ -391,7 +570,11 @@ impl Gateway {
             action: "pass",
             score: 0,
             rule_ids: Vec::new(),
+            pack: String::new(),
         });
+        if summary.pack.is_empty() || ev.verdict == Verdict::Block {
+            summary.pack = family.to_string();
+        }
         summary.rule_ids.extend(ev.hits.iter().map(|h| h.rule_id));
         summary.rule_ids.sort_unstable();
         summary.rule_ids.dedup();
@@ -913,6 +1096,8 @@ pub struct WafSummary {
     action: &'static str,
     score: u32,
     rule_ids: Vec<u32>,
+    /// The pack of the deciding rule (event type).
+    pack: String,
 }
 
 struct LogGuard {

@@ -30,6 +30,7 @@ pub mod request_id;
 pub mod request_view;
 pub mod respond;
 pub mod rules;
+pub mod security;
 pub mod server;
 pub mod severity;
 pub mod store;

@@ -31,6 +31,24 @@ pub struct Metrics {
     pub would_block: IntCounterVec,
     pub rule_hits: IntCounterVec,
     pub inspection_duration: Histogram,
+    pub store_failures: IntCounterVec,
+    pub security_events: IntCounterVec,
+    pub audit_events: IntCounterVec,
+    store: StoreFamilies,
+}
+
+/// Store and notifier figures, copied from their atomics at scrape time.
+struct StoreFamilies {
+    queue_depth: IntGauge,
+    dropped: IntCounter,
+    write_errors: IntCounter,
+    batches: IntCounter,
+    write_seconds: prometheus::Counter,
+    chain_records: IntGauge,
+    pending_retry: IntGauge,
+    loss_window: prometheus::Gauge,
+    active_blocks: IntGauge,
+    webhooks: IntCounterVec,
 }
 
 impl Metrics {
@@ -161,6 +179,76 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let store_failures = counter_vec(
+            "portcullis_store_failures_total",
+            "Records that could not be stored (queue full or write error), by record kind",
+            &["record"],
+        );
+        let security_events = counter_vec(
+            "portcullis_security_events_total",
+            "Security events recorded, by type and severity",
+            &["type", "severity"],
+        );
+        let audit_events = counter_vec(
+            "portcullis_audit_events_total",
+            "Audit records written, by category",
+            &["category"],
+        );
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let store = StoreFamilies {
+            queue_depth: gauge("portcullis_store_queue_depth", "Records queued for the store writer"),
+            dropped: counter(
+                "portcullis_store_dropped_events_total",
+                "Records dropped because the store queue was full or failed batches overflowed",
+            ),
+            write_errors: counter("portcullis_store_write_errors_total", "Failed store writes"),
+            batches: counter("portcullis_store_batches_total", "Group commits written"),
+            write_seconds: prometheus::Counter::new(
+                "portcullis_store_write_seconds_total",
+                "Time spent writing batches (divide by batches for the mean commit latency)",
+            )
+            .expect("valid metric"),
+            chain_records: gauge(
+                "portcullis_audit_chain_head",
+                "Sequence number of the last committed audit record",
+            ),
+            pending_retry: gauge(
+                "portcullis_store_pending_retry_records",
+                "Records of failed batches waiting to be written again",
+            ),
+            loss_window: prometheus::Gauge::new(
+                "portcullis_store_loss_window_seconds",
+                "Longest span of acknowledged records a crash can lose (0 in strict mode)",
+            )
+            .expect("valid metric"),
+            active_blocks: gauge("portcullis_blocked_ips_active", "Blocked addresses in force"),
+            webhooks: counter_vec(
+                "portcullis_webhook_notifications_total",
+                "Webhook notifications by result (delivered, failed, retried, dropped)",
+                &["result"],
+            ),
+        };
+        for c in [
+            Box::new(store_failures.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(security_events.clone()),
+            Box::new(audit_events.clone()),
+            Box::new(store.queue_depth.clone()),
+            Box::new(store.dropped.clone()),
+            Box::new(store.write_errors.clone()),
+            Box::new(store.batches.clone()),
+            Box::new(store.write_seconds.clone()),
+            Box::new(store.chain_records.clone()),
+            Box::new(store.pending_retry.clone()),
+            Box::new(store.loss_window.clone()),
+            Box::new(store.active_blocks.clone()),
+            Box::new(store.webhooks.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
         for c in [
             Box::new(requests) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -200,6 +288,48 @@ impl Metrics {
             would_block,
             rule_hits,
             inspection_duration,
+            store_failures,
+            security_events,
+            audit_events,
+            store,
+        }
+    }
+
+    /// Copies the store writer's and the notifier's counters into their
+    /// families (called at scrape time; the sources are monotonic atomics).
+    pub fn observe_store(
+        &self,
+        w: &crate::store::writer::WriterStats,
+        strict: bool,
+        active_blocks: usize,
+        notify: Option<crate::notify::NotifyStats>,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.store;
+        let catch_up = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
+        s.queue_depth.set(w.queued.load(Relaxed) as i64);
+        catch_up(&s.dropped, w.dropped.load(Relaxed));
+        catch_up(&s.write_errors, w.errors.load(Relaxed));
+        catch_up(&s.batches, w.batches.load(Relaxed));
+        let secs = w.write_micros.load(Relaxed) as f64 / 1e6;
+        s.write_seconds.inc_by((secs - s.write_seconds.get()).max(0.0));
+        s.chain_records.set(w.chain_seq.load(Relaxed) as i64);
+        s.pending_retry.set(w.pending_retry.load(Relaxed) as i64);
+        s.loss_window.set(if strict {
+            0.0
+        } else {
+            crate::store::writer::BATCHED_WINDOW.as_secs_f64()
+        });
+        s.active_blocks.set(active_blocks as i64);
+        if let Some(n) = notify {
+            for (label, v) in [
+                ("delivered", n.delivered),
+                ("failed", n.failed),
+                ("retried", n.retries),
+                ("dropped", n.dropped),
+            ] {
+                catch_up(&s.webhooks.with_label_values(&[label]), v);
+            }
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accesslog::{AccessLog, AccessLogOptions};
+use crate::security::Security;
 use crate::config::{Config, ConfigErrors, Limits, UpstreamTarget};
 use crate::framing::{ConnShared, GuardedIo};
 use crate::gateway::{ConnInfo, Gateway, Snapshot, SnapshotError};
@@ -45,6 +46,8 @@ pub enum StartError {
     Signal(std::io::Error),
     #[error("{0}")]
     Snapshot(String),
+    #[error("store {path}: {msg}")]
+    Store { path: String, msg: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +215,13 @@ impl Running {
             }
         }
         let _ = self.exit.send(true);
+        // Everything recorded so far is written, with a final checkpoint.
+        if let Some(sec) = &self.reloader.gw.security {
+            match sec.store.stop().await {
+                Ok(r) => tracing::info!(audit_head = ?r.seq, "store closed"),
+                Err(e) => tracing::error!(error = %e, "store did not close cleanly"),
+            }
+        }
         let threads = std::mem::take(&mut self.threads);
         // Write the access lines of the drained requests before exiting.
         let log = self.reloader.gw.access_log.clone();
@@ -223,6 +233,49 @@ impl Running {
         })
         .await;
     }
+}
+
+/// Opens the store, starts its writer and loads the blocked addresses.
+fn open_security(cfg: &Config) -> Result<Arc<Security>, StartError> {
+    use crate::store::{crypto::Keyring, query, writer};
+    let path = cfg.store.path.display().to_string();
+    let err = |e: crate::store::StoreError| StartError::Store {
+        path: path.clone(),
+        msg: e.to_string(),
+    };
+    let store = crate::store::open(&cfg.store.path, cfg.store.engine).map_err(err)?;
+    let keyring = Arc::new(Keyring::load(&*store, cfg.audit.encryption_key).map_err(err)?);
+    let now = crate::store::keys::now_micros();
+    let blocks: Vec<_> = query::blocked_ips(&*store)
+        .map_err(err)?
+        .into_iter()
+        .filter(|b| !b.expired(now))
+        .collect();
+    let handle = writer::start(
+        store,
+        keyring,
+        writer::WriterConfig {
+            sync: cfg.store.sync,
+            on_error: cfg.store.on_error,
+            queue: cfg.store.queue,
+            instance_id: cfg.instance_id.clone(),
+            checkpoint_every: cfg.audit.checkpoint_every,
+            masker: Arc::new(|_| {}),
+        },
+    )
+    .map_err(err)?;
+    tracing::info!(
+        path = %cfg.store.path.display(),
+        engine = cfg.store.engine.name(),
+        sync = ?cfg.store.sync,
+        blocked_ips = blocks.len(),
+        "store opened"
+    );
+    Ok(Arc::new(Security {
+        store: handle,
+        blocklist: crate::security::Blocklist::new(blocks),
+        instance_id: cfg.instance_id.clone(),
+    }))
 }
 
 /// Binds every listener and starts serving.
@@ -268,13 +321,20 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let admin_listen = cfg.admin.listen;
     let limits = cfg.limits.clone();
     let workers = cfg.workers;
+    let security = open_security(&cfg)?;
     let snapshot = Snapshot::build(cfg, echo_addr, workers)
         .map_err(|e| StartError::Snapshot(e.to_string()))?;
     metrics.set_ruleset(
         snapshot.rules.as_ref().map(|r| r.hash()),
         snapshot.rules.as_ref().map_or(0, |r| r.len()),
     );
-    let gw = Arc::new(Gateway::new(snapshot, metrics, access_log, echo_addr));
+    let gw = Arc::new(Gateway::new(
+        snapshot,
+        metrics,
+        access_log,
+        echo_addr,
+        Some(security),
+    ));
 
     // Bind every listener once per worker with SO_REUSEPORT (the kernel
     // spreads connections across the sockets); port 0 is resolved by the

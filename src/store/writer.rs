@@ -153,6 +153,11 @@ impl StoreHandle {
             .await
     }
 
+    /// Queues an audit record without waiting (batched mode).
+    pub fn audit_nowait(&self, rec: AuditIn) -> Result<(), WriteError> {
+        self.send(Cmd::Audit(Box::new(rec), None))
+    }
+
     pub async fn ops(&self, ops: Vec<Op>, id: String) -> Result<Receipt, WriteError> {
         self.round_trip(|a| Cmd::Ops(ops, id, Some(a))).await
     }
