@@ -98,6 +98,17 @@ async fn handle(
                     "{\"error\":\"mutating admin calls are accepted from loopback only\"}\n".into(),
                 ));
             }
+            if let Some(sec) = &r.gw.security {
+                let caller = crate::admin_store::Caller { role, peer };
+                let query = req.uri().query().map(str::to_owned);
+                let body = req.into_body();
+                if let Some(crate::admin_store::Answer(status, text)) =
+                    crate::admin_store::route(sec, &caller, &method, &path, query.as_deref(), body)
+                        .await
+                {
+                    return Ok(json(status, text));
+                }
+            }
             match (&method, path.as_str()) {
                 (&Method::POST, "/api/v1/rules/reload") => {
                     if role < Role::Admin {

@@ -1122,7 +1122,10 @@ fn store_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileStore>) -> Stor
     use crate::store::writer::{OnError, SyncMode};
     let d = FileStore::default();
     let f = f.unwrap_or(&d);
-    let path = f.path.as_ref().map_or_else(|| PathBuf::from("data"), |p| PathBuf::from(&p.value));
+    let path = f
+        .path
+        .as_ref()
+        .map_or_else(|| PathBuf::from("data"), |p| PathBuf::from(&p.value));
     let queue = match &f.queue {
         Some(q) if q.value == 0 || q.value > 10_000_000 => {
             errs.at(q, "store.queue", "must be 1 to 10000000");
@@ -1132,7 +1135,11 @@ fn store_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileStore>) -> Stor
         None => 65_536,
     };
     StoreConfig {
-        path: if path.is_absolute() { path } else { base.join(path) },
+        path: if path.is_absolute() {
+            path
+        } else {
+            base.join(path)
+        },
         engine: one_of(
             errs,
             &f.engine,
@@ -1151,7 +1158,10 @@ fn store_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileStore>) -> Stor
             errs,
             &f.on_store_error,
             "store.on_store_error",
-            &[("fail_open", OnError::FailOpen), ("fail_closed", OnError::FailClosed)],
+            &[
+                ("fail_open", OnError::FailOpen),
+                ("fail_closed", OnError::FailClosed),
+            ],
             OnError::FailOpen,
         ),
         queue,
@@ -1183,7 +1193,11 @@ fn audit_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileAudit>) -> Audi
                 .iter()
                 .any(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_alphabetic()))
         {
-            errs.at(m, "audit.policies.match.method", "must be HTTP method names");
+            errs.at(
+                m,
+                "audit.policies.match.method",
+                "must be HTTP method names",
+            );
         }
         if let Some(path) = &p.matches.path
             && !path.value.starts_with('/')
@@ -1200,8 +1214,7 @@ fn audit_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileAudit>) -> Audi
         });
     }
     let encryption_key = f.encryption_key.as_ref().and_then(|k| {
-        match resolve_secret(base, &k.value)
-            .and_then(|m| crate::store::crypto::master_key_from(&m))
+        match resolve_secret(base, &k.value).and_then(|m| crate::store::crypto::master_key_from(&m))
         {
             Ok(key) => Some(key),
             Err(m) => {
@@ -1256,7 +1269,9 @@ fn behavior_config(
             errs.at(
                 s,
                 &format!("behavior.{name}"),
-                format!("`behavior.{name}` is not supported yet by this build of portcullis; remove it"),
+                format!(
+                    "`behavior.{name}` is not supported yet by this build of portcullis; remove it"
+                ),
             );
         }
     }
@@ -1264,7 +1279,11 @@ fn behavior_config(
     let i = f.incidents.as_ref().unwrap_or(&di);
     let creation_threshold = match &i.creation_threshold {
         Some(t) if t.value == 0 => {
-            errs.at(t, "behavior.incidents.creation_threshold", "must be at least 1");
+            errs.at(
+                t,
+                "behavior.incidents.creation_threshold",
+                "must be at least 1",
+            );
             3
         }
         Some(t) => t.value,
@@ -1272,7 +1291,12 @@ fn behavior_config(
     };
     let incidents = IncidentConfig {
         creation_threshold,
-        window: duration(errs, &i.window, "behavior.incidents.window", Duration::from_secs(900)),
+        window: duration(
+            errs,
+            &i.window,
+            "behavior.incidents.window",
+            Duration::from_secs(900),
+        ),
         escalate_after: duration(
             errs,
             &i.escalate_after,
@@ -1293,8 +1317,18 @@ fn behavior_config(
     let auto_block = AutoBlockConfig {
         enabled: a.enabled.unwrap_or(true),
         threshold,
-        window: duration(errs, &a.window, "behavior.auto_block.window", Duration::from_secs(600)),
-        ttl: duration(errs, &a.ttl, "behavior.auto_block.ttl", Duration::from_secs(3600)),
+        window: duration(
+            errs,
+            &a.window,
+            "behavior.auto_block.window",
+            Duration::from_secs(600),
+        ),
+        ttl: duration(
+            errs,
+            &a.ttl,
+            "behavior.auto_block.ttl",
+            Duration::from_secs(3600),
+        ),
     };
     (incidents, auto_block)
 }

@@ -201,7 +201,10 @@ impl Gateway {
             .and_then(|s| s.blocklist.check(client_ip, Security::now()));
         let result = match blocked {
             Some(_) => {
-                self.metrics.blocked.with_label_values(&["ip_blocked"]).inc();
+                self.metrics
+                    .blocked
+                    .with_label_values(&["ip_blocked"])
+                    .inc();
                 Err(Reject::Blocked(Box::new(BlockInfo {
                     status: 403,
                     rule_ids: Vec::new(),

@@ -18,6 +18,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod admin_store;
 pub mod body;
 pub mod config;
 pub mod demo;

@@ -200,7 +200,10 @@ impl Metrics {
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let store = StoreFamilies {
-            queue_depth: gauge("portcullis_store_queue_depth", "Records queued for the store writer"),
+            queue_depth: gauge(
+                "portcullis_store_queue_depth",
+                "Records queued for the store writer",
+            ),
             dropped: counter(
                 "portcullis_store_dropped_events_total",
                 "Records dropped because the store queue was full or failed batches overflowed",
@@ -225,7 +228,10 @@ impl Metrics {
                 "Longest span of acknowledged records a crash can lose (0 in strict mode)",
             )
             .expect("valid metric"),
-            active_blocks: gauge("portcullis_blocked_ips_active", "Blocked addresses in force"),
+            active_blocks: gauge(
+                "portcullis_blocked_ips_active",
+                "Blocked addresses in force",
+            ),
             webhooks: counter_vec(
                 "portcullis_webhook_notifications_total",
                 "Webhook notifications by result (delivered, failed, retried, dropped)",
@@ -312,7 +318,8 @@ impl Metrics {
         catch_up(&s.write_errors, w.errors.load(Relaxed));
         catch_up(&s.batches, w.batches.load(Relaxed));
         let secs = w.write_micros.load(Relaxed) as f64 / 1e6;
-        s.write_seconds.inc_by((secs - s.write_seconds.get()).max(0.0));
+        s.write_seconds
+            .inc_by((secs - s.write_seconds.get()).max(0.0));
         s.chain_records.set(w.chain_seq.load(Relaxed) as i64);
         s.pending_retry.set(w.pending_retry.load(Relaxed) as i64);
         s.loss_window.set(if strict {

@@ -134,10 +134,11 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Parses `ip` or `cidr` text into its canonical CIDR (`203.0.113.7/32`).
 pub fn canonical_cidr(s: &str) -> Option<String> {
-    let net = s
-        .parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| IpNet::from(canonical(ip))))?;
+    let net = s.parse::<IpNet>().ok().or_else(|| {
+        s.parse::<IpAddr>()
+            .ok()
+            .map(|ip| IpNet::from(canonical(ip)))
+    })?;
     Some(net.trunc().to_string())
 }
 
@@ -184,11 +185,11 @@ pub fn audit_policy<'a>(
     cfg.audit.policies.iter().find(|p| {
         (p.methods.is_empty() || p.methods.iter().any(|m| m == method))
             && p.host.as_deref().is_none_or(|h| {
-                host.is_some_and(|x| {
-                    x.split(':').next().unwrap_or(x).eq_ignore_ascii_case(h)
-                })
+                host.is_some_and(|x| x.split(':').next().unwrap_or(x).eq_ignore_ascii_case(h))
             })
-            && p.path.as_deref().is_none_or(|g| glob(g.as_bytes(), path.as_bytes()))
+            && p.path
+                .as_deref()
+                .is_none_or(|g| glob(g.as_bytes(), path.as_bytes()))
     })
 }
 
@@ -255,7 +256,10 @@ mod tests {
         assert!(l.remove("203.0.113.7/32"));
         assert!(l.check(ip("203.0.113.7"), 50).is_none());
         assert_eq!(canonical_cidr("10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
-        assert_eq!(canonical_cidr("::ffff:1.2.3.4").as_deref(), Some("1.2.3.4/32"));
+        assert_eq!(
+            canonical_cidr("::ffff:1.2.3.4").as_deref(),
+            Some("1.2.3.4/32")
+        );
         assert_eq!(canonical_cidr("nope"), None);
     }
 
@@ -266,8 +270,14 @@ mod tests {
         assert!(glob(b"/api/admin/**", b"/api/admin/users/7"));
         assert!(glob(b"/api/*/orders", b"/api/v2/orders"));
         assert!(!glob(b"/api/admin/*", b"/api/adminx"));
-        assert_eq!(resource_of("/api/admin/users/42"), (Some("users".into()), Some("42".into())));
-        assert_eq!(resource_of("/api/admin/users"), (Some("users".into()), None));
+        assert_eq!(
+            resource_of("/api/admin/users/42"),
+            (Some("users".into()), Some("42".into()))
+        );
+        assert_eq!(
+            resource_of("/api/admin/users"),
+            (Some("users".into()), None)
+        );
         assert_eq!(outcome(204), "success");
         assert_eq!(outcome(403), "denied");
         assert_eq!(outcome(500), "failure");

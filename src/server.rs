@@ -19,11 +19,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accesslog::{AccessLog, AccessLogOptions};
-use crate::security::Security;
 use crate::config::{Config, ConfigErrors, Limits, UpstreamTarget};
 use crate::framing::{ConnShared, GuardedIo};
 use crate::gateway::{ConnInfo, Gateway, Snapshot, SnapshotError};
 use crate::metrics::Metrics;
+use crate::security::Security;
 use crate::tls::CertStore;
 use crate::{admin, demo};
 

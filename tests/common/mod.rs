@@ -177,6 +177,21 @@ impl Gateway {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// Stops the gateway (`kill -9` when `kill9`, else SIGTERM and a clean
+    /// exit) and starts it again on the same directory and config.
+    pub fn restart(mut self, kill9: bool) -> Gateway {
+        if kill9 {
+            let _ = self.child.kill();
+        } else {
+            self.signal("TERM");
+        }
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, TempDir::new("moved"));
+        let config_path = self.config_path.clone();
+        drop(self);
+        Self::spawn(dir, config_path)
+    }
+
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("logs").join("access.log")).unwrap_or_default()
     }
