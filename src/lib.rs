@@ -13,6 +13,8 @@
 //! - [`upstream`]: pooled client, routes, hop-by-hop and forwarding headers.
 //! - [`respond`]: the one place refusals become responses.
 //! - [`admin`]: side-port API (health, metrics, token-protected control).
+//! - [`incidents`]: correlation of events into incidents, their workflow,
+//!   auto-block.
 //! - [`notify`]: signed webhook notifications for incidents ([`severity`]).
 //! - [`metrics`], [`accesslog`], [`request_id`], [`config`], [`demo`].
 
@@ -25,6 +27,7 @@ pub mod demo;
 pub mod framing;
 pub mod ftw;
 pub mod gateway;
+pub mod incidents;
 pub mod metrics;
 pub mod notify;
 pub mod request_id;
