@@ -66,7 +66,7 @@ async fn handle(
                     &sec.store.stats,
                     sec.store.sync == crate::store::writer::SyncMode::Strict,
                     sec.blocklist.list(crate::store::keys::now_micros()).len(),
-                    None,
+                    sec.notifier.as_ref().map(|n| n.stats()),
                 );
             }
             let mut resp = Response::new(Full::new(Bytes::from(r.gw.metrics.render())));

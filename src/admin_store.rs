@@ -188,6 +188,14 @@ pub async fn route(
                 Err(a) => a,
             }
         }
+        (&Method::GET, ["security", "incidents"]) => list_incidents(sec, &q).await,
+        (&Method::GET, ["security", "incidents", id]) => get_incident(sec, id).await,
+        (&Method::POST, ["security", "incidents", id, op]) => {
+            match need(caller.role, Role::Operator) {
+                Ok(()) => change_incident(sec, caller, id, op, body).await,
+                Err(a) => a,
+            }
+        }
         (&Method::GET, ["audit", "records"]) => list_audit(sec, &q).await,
         (&Method::GET, ["audit", "records", id]) => get_audit(sec, id).await,
         (&Method::GET, ["audit", "verify"]) => verify(sec, &q).await,
@@ -596,4 +604,153 @@ async fn erasure(sec: &Arc<Security>, caller: &Caller, body: Incoming) -> Answer
         }
         Err(e) => store_error(e),
     }
+}
+
+async fn list_incidents(sec: &Arc<Security>, q: &HashMap<String, String>) -> Answer {
+    use crate::incidents::Status;
+    let status = match q.get("status") {
+        None => None,
+        Some(s) => match Status::parse(s) {
+            Some(s) => Some(s),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "status: new, assigned, investigating, resolved or false_positive",
+                );
+            }
+        },
+    };
+    let severity = match q.get("severity") {
+        None => None,
+        Some(s) => match crate::severity::Severity::parse(s) {
+            Some(s) => Some(s),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "severity: low, medium, high, critical or 1-4",
+                );
+            }
+        },
+    };
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let store = sec.store.store.clone();
+    let r = blocking(move || {
+        crate::incidents::list(&*store, status, severity, limit).map_err(|e| e.to_string())
+    })
+    .await;
+    match r {
+        Ok(list) => ok(json!({ "count": list.len(), "incidents": list })),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn get_incident(sec: &Arc<Security>, id: &str) -> Answer {
+    let (store, id) = (sec.store.store.clone(), id.to_string());
+    match blocking(move || crate::incidents::get(&*store, &id).map_err(|e| e.to_string())).await {
+        Ok(Some(i)) => ok(json!(i)),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such incident"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `assign {"assignee"}`, `resolve {"resolution", "false_positive"}`,
+/// `status {"status", "note"}`, `notes {"note"}`: each is checked by the
+/// incident workflow, stored, and audited with its old and new values.
+async fn change_incident(
+    sec: &Arc<Security>,
+    caller: &Caller,
+    id: &str,
+    op: &str,
+    body: Incoming,
+) -> Answer {
+    use crate::incidents::Status;
+    let v = match json_body(body).await {
+        Ok(v) => v,
+        Err(a) => return a,
+    };
+    let (store, iid) = (sec.store.store.clone(), id.to_string());
+    let mut inc =
+        match blocking(move || crate::incidents::get(&*store, &iid).map_err(|e| e.to_string()))
+            .await
+        {
+            Ok(Some(i)) => i,
+            Ok(None) => return error(StatusCode::NOT_FOUND, "no such incident"),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+    let before =
+        json!({ "status": inc.status, "assignee": inc.assignee, "resolution": inc.resolution });
+    let by = role_name(caller.role);
+    let now = keys::now_micros();
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let result = {
+        let Ok(mut c) = sec.correlator.lock() else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "incident state unavailable",
+            );
+        };
+        match op {
+            "assign" => c.assign(&mut inc, &text("assignee"), by, now),
+            "resolve" => c.resolve(
+                &mut inc,
+                &text("resolution"),
+                v.get("false_positive")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                by,
+                now,
+            ),
+            "status" => match Status::parse(&text("status")) {
+                Some(s) => {
+                    let note = text("note");
+                    c.set_status(
+                        &mut inc,
+                        s,
+                        (!note.is_empty()).then_some(note.as_str()),
+                        by,
+                        now,
+                    )
+                }
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "status: new, assigned, investigating, resolved or false_positive",
+                    );
+                }
+            },
+            "notes" => c.add_note(&mut inc, &text("note"), by, now),
+            _ => return error(StatusCode::NOT_FOUND, "unknown incident action"),
+        }
+    };
+    if let Err(e) = result {
+        return error(StatusCode::CONFLICT, e);
+    }
+    let ops = match crate::incidents::to_ops(&inc) {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    if let Err(e) = sec.store.ops(ops, inc.id.clone()).await {
+        return store_error(e);
+    }
+    let after =
+        json!({ "status": inc.status, "assignee": inc.assignee, "resolution": inc.resolution });
+    let changes = json!({ "old": before, "new": after });
+    if let Err(e) = sec
+        .store
+        .audit(caller.audit(
+            &format!("incident_{op}"),
+            "incident",
+            &inc.id,
+            changes,
+            "success",
+        ))
+        .await
+    {
+        tracing::error!(error = %e, "incident changed but its audit record could not be written");
+    }
+    ok(json!(inc))
 }

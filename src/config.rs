@@ -129,7 +129,7 @@ struct FileConfig {
     store: Option<FileStore>,
     instance_id: Option<S<String>>,
     redis: Option<S<IgnoredAny>>,
-    notify: Option<S<IgnoredAny>>,
+    notify: Option<FileNotify>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,7 +225,26 @@ struct FileIncidents {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileNotify {
+    webhooks: Option<Vec<FileWebhook>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhook {
+    url: S<String>,
+    min_severity: Option<S<String>>,
+    secret: Option<S<String>>,
+    timeout: Option<S<String>>,
+    max_attempts: Option<S<u32>>,
+    backoff: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileAutoBlock {
+    /// Addresses never auto-blocked (fail2ban's `ignoreip`); default loopback.
+    exempt: Option<Vec<S<String>>>,
     enabled: Option<bool>,
     threshold: Option<S<u32>>,
     window: Option<S<String>>,
@@ -374,6 +393,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub incidents: IncidentConfig,
     pub auto_block: AutoBlockConfig,
+    /// `notify.webhooks`: incident notifications.
+    pub webhooks: Vec<crate::notify::WebhookConfig>,
     /// Stamped on every record (fleets); the host name by default.
     pub instance_id: String,
 }
@@ -424,6 +445,7 @@ pub struct IncidentConfig {
 /// `behavior.auto_block`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoBlockConfig {
+    pub exempt: Vec<IpNet>,
     pub enabled: bool,
     pub threshold: u32,
     pub window: Duration,
@@ -817,7 +839,6 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         ("geoip", &f.geoip),
         ("identity", &f.identity),
         ("redis", &f.redis),
-        ("notify", &f.notify),
     ] {
         if let Some(s) = sec {
             // The location of an ignored mapping is its first entry; point at
@@ -1061,6 +1082,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     let store = store_config(errs, &base, f.store.as_ref());
     let audit = audit_config(errs, &base, f.audit.as_ref());
     let (incidents, auto_block) = behavior_config(errs, f.behavior.as_ref());
+    let webhooks = notify_config(errs, &base, f.notify.as_ref());
     let instance_id = match &f.instance_id {
         Some(s) if s.value.trim().is_empty() || s.value.len() > 64 => {
             errs.at(s, "instance_id", "must be 1 to 64 characters");
@@ -1075,6 +1097,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         audit,
         incidents,
         auto_block,
+        webhooks,
         instance_id,
         path: path.to_path_buf(),
         waf,
@@ -1248,6 +1271,43 @@ fn audit_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileAudit>) -> Audi
     }
 }
 
+fn notify_config(
+    errs: &mut Errs<'_>,
+    base: &Path,
+    f: Option<&FileNotify>,
+) -> Vec<crate::notify::WebhookConfig> {
+    let mut out = Vec::new();
+    for h in f.and_then(|n| n.webhooks.as_ref()).into_iter().flatten() {
+        let mut w = crate::notify::WebhookConfig::new(h.url.value.clone());
+        if let Some(m) = &h.min_severity {
+            match crate::severity::Severity::parse(&m.value) {
+                Some(s) => w.min_severity = s,
+                None => errs.at(
+                    m,
+                    "notify.webhooks.min_severity",
+                    "must be low, medium, high or critical",
+                ),
+            }
+        }
+        if let Some(s) = &h.secret {
+            match resolve_secret(base, &s.value) {
+                Ok(v) => w.secret = Some(v.trim_end_matches(['\r', '\n']).to_string()),
+                Err(m) => errs.at(s, "notify.webhooks.secret", m),
+            }
+        }
+        w.timeout = duration(errs, &h.timeout, "notify.webhooks.timeout", w.timeout);
+        w.backoff = duration(errs, &h.backoff, "notify.webhooks.backoff", w.backoff);
+        if let Some(m) = &h.max_attempts {
+            w.max_attempts = m.value;
+        }
+        match w.validate() {
+            Ok(()) => out.push(w),
+            Err(m) => errs.at(&h.url, "notify.webhooks", m),
+        }
+    }
+    out
+}
+
 fn behavior_config(
     errs: &mut Errs<'_>,
     f: Option<&FileBehavior>,
@@ -1314,7 +1374,24 @@ fn behavior_config(
         Some(t) => t.value,
         None => 5,
     };
+    let exempt = match &a.exempt {
+        None => vec![
+            parse_net("127.0.0.0/8").unwrap_or_default(),
+            parse_net("::1/128").unwrap_or_default(),
+        ],
+        Some(list) => list
+            .iter()
+            .filter_map(|s| {
+                let n = parse_net(&s.value);
+                if n.is_none() {
+                    errs.at(s, "behavior.auto_block.exempt", "not an IP address or CIDR");
+                }
+                n
+            })
+            .collect(),
+    };
     let auto_block = AutoBlockConfig {
+        exempt,
         enabled: a.enabled.unwrap_or(true),
         threshold,
         window: duration(

@@ -145,8 +145,10 @@ pub fn canonical_cidr(s: &str) -> Option<String> {
 /// The runtime state built once at start (the store is not reloaded).
 pub struct Security {
     pub store: StoreHandle,
-    pub blocklist: Blocklist,
+    pub blocklist: Arc<Blocklist>,
     pub instance_id: String,
+    pub correlator: Arc<std::sync::Mutex<crate::incidents::Correlator>>,
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 impl Security {
@@ -283,5 +285,92 @@ mod tests {
         assert_eq!(outcome(500), "failure");
         assert_eq!(event_kind("sqli"), "sql_injection_attempt");
         assert_eq!(event_kind("xss"), "xss_attempt");
+    }
+}
+
+/// Incident correlation, auto-blocking and notification, run by the store
+/// writer on every stored event.
+pub struct IncidentObserver {
+    pub correlator: Arc<std::sync::Mutex<crate::incidents::Correlator>>,
+    pub blocklist: Arc<Blocklist>,
+    pub notifier: Option<crate::notify::Notifier>,
+}
+
+impl IncidentObserver {
+    fn apply(
+        &self,
+        actions: Vec<crate::incidents::Action>,
+        now_us: u64,
+        ops: &mut Vec<crate::store::Op>,
+    ) {
+        use crate::incidents::{Action, to_ops};
+        for a in actions {
+            let (inc, notify) = match a {
+                Action::Create(i) => (i, Some("incident.created")),
+                Action::Escalated(i) => (i, Some("incident.escalated")),
+                Action::Update(i) => (i, None),
+                Action::Block { ip, ttl, reason } => {
+                    let b = BlockedIp {
+                        cidr: IpNet::from(canonical(ip)).to_string(),
+                        reason,
+                        source: "auto".into(),
+                        created_us: now_us,
+                        expires_us: Some(now_us.saturating_add(ttl.as_micros() as u64)),
+                    };
+                    match crate::store::writer::block_ops(&b) {
+                        Ok(mut o) => ops.append(&mut o),
+                        Err(e) => tracing::error!(error = %e, "auto-block not stored"),
+                    }
+                    tracing::warn!(ip = %b.cidr, ttl_s = ttl.as_secs(), reason = %b.reason, "auto-blocked");
+                    self.blocklist.add(b);
+                    continue;
+                }
+            };
+            match to_ops(&inc) {
+                Ok(mut o) => ops.append(&mut o),
+                Err(e) => tracing::error!(error = %e, incident = %inc.id, "incident not stored"),
+            }
+            if let Some(kind) = notify {
+                tracing::warn!(incident = %inc.id, severity = inc.severity.as_str(), title = %inc.title, "{kind}");
+                if let Some(n) = &self.notifier
+                    && let Ok(body) = serde_json::to_value(&inc)
+                {
+                    n.notify(
+                        inc.severity,
+                        kind,
+                        &serde_json::json!({ "event": kind, "incident": body }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl crate::store::writer::Observer for IncidentObserver {
+    fn event(
+        &mut self,
+        id: &str,
+        ts_us: u64,
+        ev: &crate::store::model::EventIn,
+        ops: &mut Vec<crate::store::Op>,
+    ) {
+        let mut o = crate::incidents::Observed::from_event(id.to_string(), ev);
+        o.ts_us = ts_us;
+        let actions = match self.correlator.lock() {
+            Ok(mut c) => c.observe(&o, ts_us),
+            Err(_) => return,
+        };
+        self.apply(actions, ts_us, ops);
+    }
+
+    fn tick(&mut self, now_us: u64, ops: &mut Vec<crate::store::Op>) {
+        let actions = match self.correlator.lock() {
+            Ok(mut c) => c.tick(now_us),
+            Err(_) => return,
+        };
+        self.apply(actions, now_us, ops);
+        for cidr in self.blocklist.sweep(now_us) {
+            ops.extend(crate::store::writer::unblock_ops(&cidr));
+        }
     }
 }

@@ -217,6 +217,9 @@ impl Running {
         let _ = self.exit.send(true);
         // Everything recorded so far is written, with a final checkpoint.
         if let Some(sec) = &self.reloader.gw.security {
+            if let Some(n) = &sec.notifier {
+                n.shutdown(Duration::from_secs(5)).await;
+            }
             match sec.store.stop().await {
                 Ok(r) => tracing::info!(audit_head = ?r.seq, "store closed"),
                 Err(e) => tracing::error!(error = %e, "store did not close cleanly"),
@@ -251,6 +254,21 @@ fn open_security(cfg: &Config) -> Result<Arc<Security>, StartError> {
         .into_iter()
         .filter(|b| !b.expired(now))
         .collect();
+    let blocklist = Arc::new(crate::security::Blocklist::new(blocks));
+    let mut correlator = crate::incidents::Correlator::new(
+        cfg.incidents.clone(),
+        cfg.auto_block.clone(),
+        cfg.auto_block.exempt.clone(),
+    );
+    correlator.restore(crate::incidents::open_incidents(&*store).map_err(err)?);
+    let correlator = Arc::new(std::sync::Mutex::new(correlator));
+    let notifier = (!cfg.webhooks.is_empty())
+        .then(|| crate::notify::Notifier::start(cfg.webhooks.clone(), 1024));
+    let observer = crate::security::IncidentObserver {
+        correlator: correlator.clone(),
+        blocklist: blocklist.clone(),
+        notifier: notifier.clone(),
+    };
     let handle = writer::start(
         store,
         keyring,
@@ -261,6 +279,7 @@ fn open_security(cfg: &Config) -> Result<Arc<Security>, StartError> {
             instance_id: cfg.instance_id.clone(),
             checkpoint_every: cfg.audit.checkpoint_every,
             masker: Arc::new(|_| {}),
+            observer: Some(Box::new(observer)),
         },
     )
     .map_err(err)?;
@@ -268,13 +287,15 @@ fn open_security(cfg: &Config) -> Result<Arc<Security>, StartError> {
         path = %cfg.store.path.display(),
         engine = cfg.store.engine.name(),
         sync = ?cfg.store.sync,
-        blocked_ips = blocks.len(),
+        blocked_ips = blocklist.list(crate::store::keys::now_micros()).len(),
         "store opened"
     );
     Ok(Arc::new(Security {
         store: handle,
-        blocklist: crate::security::Blocklist::new(blocks),
+        blocklist,
         instance_id: cfg.instance_id.clone(),
+        correlator,
+        notifier,
     }))
 }
 

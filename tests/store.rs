@@ -268,3 +268,182 @@ fn application_alerts_and_erasure() {
     );
     assert_eq!(status, 400);
 }
+
+/// A webhook receiver on loopback: answers 200 and hands over each request
+/// (headers, body).
+fn webhook_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+                }
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if tx.send((headers, body)).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn incidents_are_created_escalated_notified_auto_blocked_and_resolved() {
+    let (hook, deliveries) = webhook_receiver();
+    let up = Upstream::start();
+    let dir = TempDir::new("incidents");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/sqli.yaml"), PACK).unwrap();
+    let cfg = format!(
+        r#"listen:
+  - addr: "127.0.0.1:0"
+upstream:
+  url: "http://{}"
+trusted_proxies: ["127.0.0.1/32"]
+waf:
+  rules: ["rules/*.yaml"]
+behavior:
+  incidents: {{creation_threshold: 3, window: 15m, escalate_after: 1s}}
+  auto_block: {{threshold: 5, window: 10m, ttl: 1h}}
+store:
+  sync: strict   # the 403 follows the stored event and its incident actions
+notify:
+  webhooks:
+    - url: "http://{hook}/hooks/portcullis"
+      min_severity: high
+      secret: "webhook-secret-0123"
+      backoff: 50ms
+admin:
+  listen: "127.0.0.1:0"
+  tokens:
+    - token: "{TOKEN}"
+      role: operator
+"#,
+        up.addr
+    );
+    let gw = Gateway::start_in(dir, &cfg);
+    let xff = "X-Forwarded-For: 198.51.100.50\r\n";
+    for _ in 0..3 {
+        assert_eq!(send(&gw, "GET", "/?q=1'%20OR%20'1'='1", xff).0, 403);
+    }
+    let wait = std::time::Duration::from_secs(20);
+    let (headers, body) = deliveries.recv_timeout(wait).unwrap_or_else(|_| {
+        panic!(
+            "incident.created not delivered; log:\n{}",
+            gw.stderr.lock().unwrap().join("\n")
+        )
+    });
+    let h = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(h("x-portcullis-event"), "incident.created");
+    let ts: u64 = h("x-portcullis-timestamp").parse().unwrap();
+    assert!(portcullis::notify::verify_signature(
+        b"webhook-secret-0123",
+        ts,
+        &body,
+        &h("x-portcullis-signature")
+    ));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let id = v["incident"]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["incident"]["source_ip"], "198.51.100.50");
+    assert_eq!(v["incident"]["severity"], "high");
+    assert_eq!(v["incident"]["event_count"], 3);
+    // Unacknowledged for escalate_after: one level up, notified again.
+    let (headers, body) = deliveries
+        .recv_timeout(wait)
+        .expect("incident.escalated delivered");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "x-portcullis-event" && v == "incident.escalated")
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (
+            v["incident"]["id"].as_str(),
+            v["incident"]["severity"].as_str()
+        ),
+        (Some(id.as_str()), Some("critical"))
+    );
+    // Two more attacks: five from one address auto-block it.
+    for _ in 0..2 {
+        assert_eq!(send(&gw, "GET", "/?q=1'%20OR%20'1'='1", xff).0, 403);
+    }
+    let (_, list) = admin(&gw, "GET", "/api/v1/security/blocked-ips", "");
+    assert_eq!(list["blocked_ips"][0]["ip"], "198.51.100.50/32", "{list}");
+    assert_eq!(list["blocked_ips"][0]["source"], "auto");
+    let seen = up.requests().len();
+    assert_eq!(send(&gw, "GET", "/harmless", xff).0, 403);
+    assert_eq!(up.requests().len(), seen);
+    // The workflow: list, assign, resolve; each change audited.
+    let (_, v) = admin(&gw, "GET", "/api/v1/security/incidents?status=new", "");
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["incidents"][0]["event_count"], 5);
+    let (status, v) = admin(
+        &gw,
+        "POST",
+        &format!("/api/v1/security/incidents/{id}/resolve"),
+        r#"{"resolution":"x"}"#,
+    );
+    assert_eq!(status, 200, "resolving a new incident is allowed: {v}");
+    let (status, v) = admin(
+        &gw,
+        "POST",
+        &format!("/api/v1/security/incidents/{id}/assign"),
+        r#"{"assignee":"dana"}"#,
+    );
+    assert_eq!(status, 409, "a resolved incident cannot be assigned: {v}");
+    let (_, v) = admin(&gw, "GET", &format!("/api/v1/security/incidents/{id}"), "");
+    assert_eq!(v["status"], "resolved");
+    let what: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["what"].as_str().unwrap())
+        .collect();
+    assert!(
+        what.contains(&"created") && what.contains(&"escalated") && what.contains(&"resolved"),
+        "{what:?}"
+    );
+    assert!(what.contains(&"auto_blocked"), "{what:?}");
+    let (_, v) = admin(
+        &gw,
+        "GET",
+        "/api/v1/audit/records?action=incident_resolve",
+        "",
+    );
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["records"][0]["changes"]["new"]["status"], "resolved");
+    // Operators cannot erase (admin only).
+    let (status, _) = admin(&gw, "POST", "/api/v1/privacy/erasure", r#"{"user_id":"x"}"#);
+    assert_eq!(status, 403);
+}

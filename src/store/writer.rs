@@ -34,6 +34,8 @@ use super::{Op, Space, Store, StoreError};
 
 /// How long `batched` mode may keep written records before making them durable.
 pub const BATCHED_WINDOW: Duration = Duration::from_millis(100);
+/// How often the observer ticks.
+const TICK: Duration = Duration::from_secs(1);
 /// Records per group commit at most.
 const BATCH_MAX: usize = 512;
 /// Failed batches kept for retry, in records; beyond this the oldest are dropped.
@@ -51,6 +53,15 @@ pub enum OnError {
     FailClosed,
 }
 
+/// Sees every event as it is stored, in the writer's thread, and may add
+/// ops to the same batch (incident correlation: an incident is committed
+/// with the event that created it).
+pub trait Observer: Send {
+    fn event(&mut self, id: &str, ts_us: u64, ev: &EventIn, ops: &mut Vec<Op>);
+    /// About once a second (escalation by age, expiry of blocks).
+    fn tick(&mut self, now_us: u64, ops: &mut Vec<Op>);
+}
+
 pub struct WriterConfig {
     pub sync: SyncMode,
     pub on_error: OnError,
@@ -59,6 +70,7 @@ pub struct WriterConfig {
     /// A checkpoint every this many audit records (and at shutdown).
     pub checkpoint_every: u64,
     pub masker: Arc<dyn Fn(&mut Value) + Send + Sync>,
+    pub observer: Option<Box<dyn Observer>>,
 }
 
 /// What a successful write returns.
@@ -251,14 +263,23 @@ struct Pending {
 impl Writer {
     fn run(mut self, rx: Receiver<Cmd>) {
         let mut dirty_since: Option<Instant> = None;
+        let mut last_tick = Instant::now();
         loop {
-            // Wake up to retry failed batches, or to make a batched write
-            // durable within its window.
-            let wait = if !self.retry.is_empty() {
+            if self.cfg.observer.is_some() && last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick();
+            }
+            // Wake up to retry failed batches, to make a batched write
+            // durable within its window, or to tick the observer.
+            let mut wait = if !self.retry.is_empty() {
                 Some(Duration::from_millis(250))
             } else {
                 dirty_since.map(|s| BATCHED_WINDOW.saturating_sub(s.elapsed()))
             };
+            if self.cfg.observer.is_some() {
+                let t = TICK.saturating_sub(last_tick.elapsed());
+                wait = Some(wait.map_or(t, |w| w.min(t)));
+            }
             let first = match wait {
                 None => match rx.recv() {
                     Ok(c) => c,
@@ -267,6 +288,9 @@ impl Writer {
                 Some(t) => match rx.recv_timeout(t) {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
+                        if dirty_since.is_none() && self.retry.is_empty() {
+                            continue;
+                        }
                         if self.flush_retry() && dirty_since.is_some() {
                             match self.store.sync() {
                                 Ok(()) => dirty_since = None,
@@ -371,6 +395,20 @@ impl Writer {
                 .store(self.committed.seq, Ordering::Relaxed);
             if let Some(a) = stop {
                 return self.finish(Some(a));
+            }
+        }
+    }
+
+    /// The observer's periodic work, written as its own batch.
+    fn tick(&mut self) {
+        let mut ops = Vec::new();
+        if let Some(o) = self.cfg.observer.as_mut() {
+            o.tick(keys::now_micros(), &mut ops);
+        }
+        if !ops.is_empty() {
+            let durable = self.cfg.sync == SyncMode::Strict;
+            if self.flush_retry() && self.write(&ops, durable).is_err() {
+                self.keep_for_retry(ops, 1);
             }
         }
     }
@@ -553,6 +591,9 @@ impl Writer {
             keys::text_index(&kind, &key),
             Vec::new(),
         ));
+        if let Some(o) = self.cfg.observer.as_mut() {
+            o.event(&id, ts, &ev, ops);
+        }
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         Ok(Receipt { id, seq: None })
     }
@@ -682,6 +723,7 @@ mod tests {
                 instance_id: "gw-test".into(),
                 checkpoint_every: 4,
                 masker: Arc::new(|_| {}),
+                observer: None,
             },
         )
         .unwrap()
