@@ -24,6 +24,7 @@ pub mod framing;
 pub mod ftw;
 pub mod gateway;
 pub mod metrics;
+pub mod privacy;
 pub mod request_id;
 pub mod request_view;
 pub mod respond;
