@@ -30,6 +30,7 @@ pub mod gateway;
 pub mod incidents;
 pub mod metrics;
 pub mod notify;
+pub mod privacy;
 pub mod request_id;
 pub mod request_view;
 pub mod respond;
