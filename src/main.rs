@@ -1,4 +1,4 @@
-//! The `portcullis` command line: run, check, demo-upstream.
+//! The `portcullis` command line: run, check, rules, audit, demo-upstream.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +81,73 @@ enum RulesCmd {
     },
 }
 
+/// Where the audit store is: `--data`, or the configuration's `store.path`.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The store directory (default: `store.path` of the configuration).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The configuration: `store.path`, and `audit.encryption_key` to read
+    /// encrypted records. Not needed with --data on an unencrypted store.
+    #[arg(
+        short,
+        long,
+        env = "PORTCULLIS_CONFIG",
+        default_value = "config/portcullis.yaml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// NDJSON, one Elastic Common Schema document per line.
+    Json,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Walk the audit hash chain: exit 0 when intact, 1 naming the first
+    /// altered, deleted, reordered or truncated record, 2 when a running
+    /// gateway holds the store.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A checkpoint kept outside the store (from the logs or metrics)
+        /// that the chain must still contain (repeatable).
+        #[arg(long = "checkpoint", value_name = "N:HASH", value_parser = parse_checkpoint)]
+        checkpoints: Vec<portcullis::store::chain::Link>,
+    },
+    /// Stream audit records, oldest first, to stdout or --output.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Records at or after T (RFC 3339, a date, or unix seconds).
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        since: Option<u64>,
+        /// Records at or before T (RFC 3339, a date, or unix seconds).
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        until: Option<u64>,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+fn parse_checkpoint(s: &str) -> Result<portcullis::store::chain::Link, String> {
+    portcullis::store::chain::Link::parse(s)
+        .ok_or_else(|| "expected N:HASH (a sequence number and 64 hex digits)".into())
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    portcullis::store::keys::parse_time(s).ok_or_else(|| {
+        "expected RFC 3339 (2025-11-23T05:06:07Z), a date (2025-11-23) or unix seconds".into()
+    })
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Start the proxy listeners and the admin listener.
@@ -107,6 +174,12 @@ enum Cmd {
     Rules {
         #[command(subcommand)]
         cmd: RulesCmd,
+    },
+    /// The audit trail: verify its hash chain, export it (JSON/ECS, CSV).
+    /// For a running gateway, use the admin API instead.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
     },
     /// Serve the built-in echo upstream on its own (for trials and benchmarks).
     DemoUpstream {
@@ -170,6 +243,19 @@ fn main() -> ExitCode {
             header,
             body.as_deref(),
         ),
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { store, checkpoints },
+        } => audit_verify(store, checkpoints),
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Export {
+                    store,
+                    format,
+                    since,
+                    until,
+                    output,
+                },
+        } => audit_export(store, *format, *since, *until, output.as_deref()),
         Cmd::Run { config } => {
             let cfg = match portcullis::config::load(config) {
                 Ok(c) => c,
@@ -613,4 +699,213 @@ fn ftw(config: &std::path::Path, dir: &std::path::Path, failures: bool) -> ExitC
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Exit status when a running gateway holds the store.
+const EXIT_STORE_IN_USE: u8 = 2;
+
+/// An open store and the master key that reads its records, if configured.
+type AuditStore = (
+    std::sync::Arc<dyn portcullis::store::Store>,
+    Option<[u8; 32]>,
+);
+
+/// Opens the audit store of `args`, or returns the exit code after saying
+/// why it cannot.
+fn open_audit_store(args: &StoreArgs) -> Result<AuditStore, ExitCode> {
+    use portcullis::store::{self, StoreError};
+    // With --data and no configuration file, the store is all there is
+    // (a copied store, a backup); otherwise the configuration must load,
+    // since it holds the key that opens encrypted records.
+    let (dir, master) = match &args.data {
+        Some(d) if !args.config.exists() => (d.clone(), None),
+        data => match portcullis::config::load(&args.config) {
+            Ok(c) => (data.clone().unwrap_or(c.store.path), c.audit.encryption_key),
+            Err(errs) => {
+                eprintln!("{errs}");
+                eprintln!(
+                    "{}: {} error(s); pass --data DIR to name the store without a configuration",
+                    args.config.display(),
+                    errs.0.len()
+                );
+                return Err(ExitCode::FAILURE);
+            }
+        },
+    };
+    // The engine is whatever is on disk; opening never creates a store here.
+    let Some(engine) = store::detect(&dir) else {
+        eprintln!(
+            "portcullis: no audit store in {} (neither sled/ nor {} is there)",
+            dir.display(),
+            store::redb_engine::FILE
+        );
+        return Err(ExitCode::FAILURE);
+    };
+    match store::open(&dir, engine) {
+        Ok(s) => Ok((s, master)),
+        Err(StoreError::Locked(_)) => {
+            eprintln!(
+                "portcullis: the store in {} is in use by a running gateway; \
+                 use its admin API instead: GET /api/v1/audit/verify, GET /api/v1/audit/export",
+                dir.display()
+            );
+            Err(ExitCode::from(EXIT_STORE_IN_USE))
+        }
+        Err(e) => {
+            eprintln!(
+                "portcullis: cannot open the store in {}: {e}",
+                dir.display()
+            );
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `portcullis audit verify`.
+fn audit_verify(args: &StoreArgs, anchors: &[portcullis::store::chain::Link]) -> ExitCode {
+    use portcullis::store::{Space, chain};
+    let store = match open_audit_store(args) {
+        Ok((s, _)) => s,
+        Err(code) => return code,
+    };
+    let checked = chain::verify(&*store, anchors).and_then(|report| {
+        let base = chain::base(&*store)?;
+        let head = chain::head(&*store)?;
+        let mut stored = Vec::new();
+        store.scan(Space::Checkpoints, &[], None, false, &mut |_, v| {
+            if let Some(l) = v.get(8..).and_then(chain::Link::decode) {
+                stored.push(l);
+            }
+            true
+        })?;
+        Ok((report, base, head, stored))
+    });
+    let (report, base, head, stored) = match checked {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: cannot read the audit chain: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(p) = &report.problem {
+        eprintln!("audit chain BROKEN at record {}: {}", p.seq, p.message);
+        eprintln!(
+            "  {} record(s) before it verified; nothing from record {} on can be trusted",
+            report.records, p.seq
+        );
+        return ExitCode::FAILURE;
+    }
+    match (report.first, report.last) {
+        (Some(first), Some(last)) => println!(
+            "audit chain OK: {} records ({first}..{}), head {}",
+            report.records,
+            last.seq,
+            last.to_text()
+        ),
+        _ => println!("audit chain OK: no records"),
+    }
+    if base.seq > 0 {
+        println!(
+            "  the kept chain continues from {} (older records removed by retention)",
+            base.to_text()
+        );
+    }
+    // What the chain was checked against (verify fails on any mismatch).
+    if head.seq > base.seq {
+        println!("  matches the stored chain head {}", head.to_text());
+    }
+    let kept: Vec<_> = stored.iter().filter(|c| c.seq > base.seq).collect();
+    if let Some(latest) = kept.last() {
+        println!(
+            "  matches {} stored checkpoint(s), the latest {}",
+            kept.len(),
+            latest.to_text()
+        );
+    }
+    for a in anchors {
+        if a.seq > base.seq {
+            println!("  matches checkpoint {}", a.to_text());
+        } else {
+            // Retention removed that part of the chain: nothing to compare.
+            println!(
+                "  NOT CHECKED: checkpoint {} predates the kept chain (from {})",
+                a.to_text(),
+                base.seq + 1
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `portcullis audit export`.
+fn audit_export(
+    args: &StoreArgs,
+    format: ExportFormat,
+    since: Option<u64>,
+    until: Option<u64>,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    use portcullis::store::crypto::Keyring;
+    use portcullis::store::export::{self, ExportError, Format};
+    use portcullis::store::query::AuditFilter;
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        eprintln!("portcullis: --since is after --until");
+        return ExitCode::FAILURE;
+    }
+    let (store, master) = match open_audit_store(args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let ring = match Keyring::load(&*store, master) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = match format {
+        ExportFormat::Json => Format::Json,
+        ExportFormat::Csv => Format::Csv,
+    };
+    let filter = AuditFilter {
+        since_us: since,
+        until_us: until,
+        ..AuditFilter::default()
+    };
+    let result = match output {
+        Some(path) => std::fs::File::create(path)
+            .map_err(ExportError::from)
+            .and_then(|mut f| {
+                let n = export::export(&*store, &ring, &filter, format, &mut f)?;
+                f.sync_all()?;
+                Ok(n)
+            }),
+        None => export::export(
+            &*store,
+            &ring,
+            &filter,
+            format,
+            &mut std::io::stdout().lock(),
+        ),
+    };
+    let to = output.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+    match result {
+        Ok(n) => {
+            // stderr, so stdout carries nothing but the export.
+            eprintln!("exported {n} audit record(s) as {} to {to}", format.name());
+            ExitCode::SUCCESS
+        }
+        // The reader stopped early (`| head`): its choice, not a failure.
+        Err(ExportError::Io(e))
+            if output.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: audit export failed: {e}; {to} is incomplete");
+            ExitCode::FAILURE
+        }
+    }
 }

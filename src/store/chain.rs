@@ -264,9 +264,10 @@ pub fn verify(store: &dyn Store, anchors: &[Link]) -> Result<Report, StoreError>
             });
             return false;
         }
-        if let Some(m) = must.iter().find(|m| m.seq == seq)
-            && m.hash != hash
-        {
+        // Every checkpoint naming this record must match, not just the
+        // first one found (an operator's anchor and the stored head can
+        // name the same record).
+        if let Some(m) = must.iter().find(|m| m.seq == seq && m.hash != hash) {
             problem = Some(Problem {
                 seq,
                 kind: ProblemKind::Altered,

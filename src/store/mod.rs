@@ -19,6 +19,7 @@
 
 pub mod chain;
 pub mod crypto;
+pub mod export;
 pub mod keys;
 pub mod model;
 pub mod query;
