@@ -283,12 +283,20 @@ impl Masker {
     /// becomes `"[masked]"` whatever its type (an object under `password`
     /// is no less secret); other strings go through [`Masker::mask_value`],
     /// and integers long enough to be card numbers are checked as such.
+    /// Strings under a key named `query` are read as urlencoded queries.
     pub fn mask_json(&self, v: &mut Value) {
         match v {
             Value::Object(map) => {
                 for (k, val) in map.iter_mut() {
                     if self.is_sensitive_name(k) {
                         *val = Value::String(MASKED.to_owned());
+                    } else if let (QUERY_KEY, Value::String(q)) = (k.as_str(), &mut *val) {
+                        // A query string is urlencoded: its values are
+                        // decoded before they are judged (`4111%201111…`).
+                        if let Cow::Owned(m) = self.mask_query(q) {
+                            *q = m;
+                        }
+                        self.mask_json(val);
                     } else {
                         self.mask_json(val);
                     }
@@ -428,6 +436,9 @@ impl Masker {
 
 /// Luhn check on the digits of `s`, ignoring spaces and dashes. False when
 /// `s` has no digits or any other character.
+/// The record key whose string value is an urlencoded query.
+const QUERY_KEY: &str = "query";
+
 pub fn luhn_valid(s: &str) -> bool {
     let mut sum = 0;
     let mut n = 0;

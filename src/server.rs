@@ -278,7 +278,10 @@ fn open_security(cfg: &Config) -> Result<Arc<Security>, StartError> {
             queue: cfg.store.queue,
             instance_id: cfg.instance_id.clone(),
             checkpoint_every: cfg.audit.checkpoint_every,
-            masker: Arc::new(|_| {}),
+            masker: {
+                let m = crate::privacy::Masker::new(&cfg.audit.mask_fields);
+                Arc::new(move |v: &mut serde_json::Value| m.mask_json(v))
+            },
             observer: Some(Box::new(observer)),
         },
     )

@@ -447,3 +447,67 @@ admin:
     let (status, _) = admin(&gw, "POST", "/api/v1/privacy/erasure", r#"{"user_id":"x"}"#);
     assert_eq!(status, 403);
 }
+
+#[test]
+fn secrets_never_reach_the_store_logs_or_metrics() {
+    let (_up, gw) = start("strict");
+    const PASSWORD: &str = "hunter2-Very-Secret";
+    const CARD: &str = "4111111111111111";
+    const BEARER: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJlLXZhbHVlMTIz";
+    const COOKIE: &str = "s3cr3t-session-value-987";
+    let headers = format!("Authorization: Bearer {BEARER}\r\nCookie: session={COOKIE}\r\n");
+    // Blocked (SQL injection) with every kind of secret in the query.
+    let target = format!(
+        "/login?password={PASSWORD}&card={CARD}&cc=4111%201111%201111%201111&token={BEARER}&q=1'%20OR%20'1'='1"
+    );
+    assert_eq!(send(&gw, "GET", &target, &headers).0, 403);
+    // Audited (DELETE on the admin path) with the same.
+    let target = format!("/api/admin/users/9?password={PASSWORD}&card={CARD}");
+    assert_eq!(send(&gw, "DELETE", &target, &headers).0, 200);
+    let (_, v) = admin(&gw, "GET", "/api/v1/security/events", "");
+    assert_eq!(v["count"], 1, "{v}");
+    let q = v["events"][0]["details"]["query"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(q.contains("password=[masked]"), "{q}");
+    assert!(q.contains("card=[masked]") || q.contains("****1111"), "{q}");
+    let metrics = {
+        let raw = raw_exchange(
+            gw.admin,
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let log = gw.stderr.lock().unwrap().join("\n");
+    let dir = gw.dir.path().to_path_buf();
+    let gw = gw.restart(false); // a clean stop flushes everything to disk
+    let mut files = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.to_string_lossy().contains("data")),
+        "the store is in the directory"
+    );
+    for secret in [PASSWORD, CARD, "4111%201111%201111%201111", BEARER, COOKIE] {
+        assert!(!metrics.contains(secret), "metrics hold {secret}");
+        assert!(!log.contains(secret), "the log holds {secret}");
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds {secret}",
+                f.display()
+            );
+        }
+    }
+    drop(gw);
+}
