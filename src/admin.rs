@@ -25,7 +25,51 @@ use crate::accesslog::push_json_str;
 use crate::config::{AdminToken, Role};
 use crate::server::{ReloadError, Reloader};
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<AdminBody>;
+
+/// A whole answer, or a stream fed through a channel (exports).
+pub enum AdminBody {
+    Full(Full<Bytes>),
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+impl From<Full<Bytes>> for AdminBody {
+    fn from(f: Full<Bytes>) -> Self {
+        AdminBody::Full(f)
+    }
+}
+
+impl http_body::Body for AdminBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            AdminBody::Full(f) => std::pin::Pin::new(f).poll_frame(cx),
+            AdminBody::Stream(rx) => rx
+                .poll_recv(cx)
+                .map(|o| o.map(|b| Ok(http_body::Frame::data(b)))),
+        }
+    }
+
+    // Known lengths give `Content-Length` (clients and tests rely on it).
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            AdminBody::Full(f) => f.size_hint(),
+            AdminBody::Stream(_) => http_body::SizeHint::default(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AdminBody::Full(f) => f.is_end_stream(),
+            AdminBody::Stream(_) => false,
+        }
+    }
+}
 
 pub async fn serve(listener: TcpListener, r: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -69,7 +113,7 @@ async fn handle(
                     sec.notifier.as_ref().map(|n| n.stats()),
                 );
             }
-            let mut resp = Response::new(Full::new(Bytes::from(r.gw.metrics.render())));
+            let mut resp = Response::new(Full::new(Bytes::from(r.gw.metrics.render())).into());
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -97,6 +141,12 @@ async fn handle(
                     StatusCode::FORBIDDEN,
                     "{\"error\":\"mutating admin calls are accepted from loopback only\"}\n".into(),
                 ));
+            }
+            if let Some(sec) = &r.gw.security
+                && method == Method::GET
+                && path == "/api/v1/audit/export"
+            {
+                return Ok(export(sec, req.uri().query()));
             }
             if let Some(sec) = &r.gw.security {
                 let caller = crate::admin_store::Caller { role, peer };
@@ -186,8 +236,93 @@ async fn reload(r: &Reloader) -> Resp {
     }
 }
 
+/// `GET /api/v1/audit/export?format=json|csv&since=&until=`: streamed from
+/// the live store (the CLI cannot open a store a running gateway holds).
+fn export(sec: &Arc<crate::security::Security>, query: Option<&str>) -> Resp {
+    use crate::store::export::{self, Format};
+    let q = crate::admin_store::query_params(query);
+    let format = match q.get("format").map(String::as_str) {
+        None | Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        Some(_) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                "{\"error\":\"format: json or csv\"}\n".into(),
+            );
+        }
+    };
+    let mut filter = crate::store::query::AuditFilter::default();
+    for (k, slot) in [
+        ("since", &mut filter.since_us),
+        ("until", &mut filter.until_us),
+    ] {
+        if let Some(t) = q.get(k) {
+            match crate::store::keys::parse_time(t) {
+                Some(v) => *slot = Some(v),
+                None => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        format!("{{\"error\":\"{k}: RFC 3339 time, date or unix seconds\"}}\n"),
+                    );
+                }
+            }
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (store, ring) = (sec.store.store.clone(), sec.store.keyring.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(64 * 1024),
+        };
+        let r = export::export(&*store, &ring, &filter, format, &mut w);
+        if let Err(e) = r {
+            // The status is sent; the stream ends early and says why.
+            tracing::error!(error = %e, "audit export failed");
+            w.buf
+                .extend_from_slice(format!("\n# export failed: {e}\n").as_bytes());
+        }
+        let _ = std::io::Write::flush(&mut w);
+    });
+    let mut resp = Response::new(AdminBody::Stream(rx));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `Write` into the response channel, in 64 KiB chunks (blocking sends:
+/// this runs on the blocking pool, and a slow reader slows the export).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
 fn json(status: StatusCode, body: String) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Full::new(Bytes::from(body)).into());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

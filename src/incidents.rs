@@ -384,6 +384,17 @@ impl Correlator {
         self.open.len()
     }
 
+    /// Erasure: open incidents stop naming `user` (the store copy is
+    /// rewritten by the writer).
+    pub fn erase_user(&mut self, user: &str) {
+        for inc in self.open.values_mut() {
+            if inc.source_user.as_deref() == Some(user) {
+                inc.source_user = Some(crate::store::model::ERASED.into());
+                inc.title = inc.title.replace(user, crate::store::model::ERASED);
+            }
+        }
+    }
+
     /// Restore open incidents after a restart (from the store, e.g. [`open_incidents`]).
     pub fn restore(&mut self, mut open: Vec<Incident>) {
         open.retain(|i| i.status.is_open());
@@ -965,6 +976,7 @@ mod tests {
                 escalate_after: Duration::from_secs(3600),
             },
             AutoBlockConfig {
+                exempt: Vec::new(),
                 enabled: true,
                 threshold: 5,
                 window: Duration::from_secs(600),

@@ -363,6 +363,12 @@ impl crate::store::writer::Observer for IncidentObserver {
         self.apply(actions, ts_us, ops);
     }
 
+    fn erase(&mut self, user: &str) {
+        if let Ok(mut c) = self.correlator.lock() {
+            c.erase_user(user);
+        }
+    }
+
     fn tick(&mut self, now_us: u64, ops: &mut Vec<crate::store::Op>) {
         let actions = match self.correlator.lock() {
             Ok(mut c) => c.tick(now_us),

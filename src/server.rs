@@ -286,6 +286,27 @@ fn open_security(cfg: &Config) -> Result<Arc<Security>, StartError> {
         },
     )
     .map_err(err)?;
+    // Retention: a minute after start, then hourly.
+    {
+        let h = handle.clone();
+        let days = u64::from(cfg.audit.retention_days);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_secs(60),
+                Duration::from_secs(3600),
+            );
+            loop {
+                every.tick().await;
+                let cutoff = crate::store::keys::now_micros()
+                    .saturating_sub(days.saturating_mul(86_400_000_000));
+                match h.sweep(cutoff).await {
+                    Ok(_) => {}
+                    Err(crate::store::writer::WriteError::Stopped) => break,
+                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                }
+            }
+        });
+    }
     tracing::info!(
         path = %cfg.store.path.display(),
         engine = cfg.store.engine.name(),

@@ -87,6 +87,7 @@ fn build(dir: &Path, engine: Engine, master: Option<[u8; 32]>, n: u64) {
             instance_id: "gw-cli".into(),
             checkpoint_every: 5,
             masker: Arc::new(|_| {}),
+            observer: None,
         },
     )
     .unwrap();

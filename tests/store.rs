@@ -162,6 +162,33 @@ fn audited_actions_are_chained_records() {
     assert_eq!(status, 200);
     assert_eq!(v["action"], "block_ip");
     assert_eq!(v["hash"].as_str().map(str::len), Some(64));
+    // Export streams from the live store (HTTP/1.0: the body ends at close).
+    let export = |format: &str| {
+        let req = format!(
+            "GET /api/v1/audit/export?format={format} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        );
+        let (status, headers, body) = parse_response(&raw_exchange(gw.admin, req.as_bytes()));
+        assert_eq!(status, 200);
+        (headers, String::from_utf8(body).unwrap())
+    };
+    let (headers, csv) = export("csv");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/csv"))
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("seq,id,ts,category,action"), "{csv}");
+    assert!(lines[2].contains("block_ip"), "{csv}");
+    let (_, nd) = export("json");
+    let docs: Vec<Value> = nd
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["event"]["action"], "DELETE /api/admin/users/42");
+    assert_eq!(docs[0]["source"]["ip"], "203.0.113.5");
 }
 
 #[test]

@@ -427,6 +427,7 @@ mod tests {
                 instance_id: "gw-1".into(),
                 checkpoint_every: 1000,
                 masker: Arc::new(|_| {}),
+                observer: None,
             },
         )
         .unwrap();

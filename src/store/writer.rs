@@ -60,6 +60,8 @@ pub trait Observer: Send {
     fn event(&mut self, id: &str, ts_us: u64, ev: &EventIn, ops: &mut Vec<Op>);
     /// About once a second (escalation by age, expiry of blocks).
     fn tick(&mut self, now_us: u64, ops: &mut Vec<Op>);
+    /// A user was erased: forget them in memory too.
+    fn erase(&mut self, user: &str);
 }
 
 pub struct WriterConfig {
@@ -99,6 +101,8 @@ pub enum Cmd {
     /// Pre-built ops (incidents, blocked IPs), acknowledged with `id`.
     Ops(Vec<Op>, String, Option<Ack>),
     Erase(String, Option<Ack>),
+    /// Retention: delete what is older than this time (µs).
+    Sweep(u64, Ack),
     Sync(Ack),
     Stop(Ack),
 }
@@ -183,6 +187,11 @@ impl StoreHandle {
         self.round_trip(|a| Cmd::Erase(user, Some(a))).await
     }
 
+    /// Runs the retention sweeper for records older than `cutoff_us`.
+    pub async fn sweep(&self, cutoff_us: u64) -> Result<Receipt, WriteError> {
+        self.round_trip(|a| Cmd::Sweep(cutoff_us, a)).await
+    }
+
     /// Makes everything queued so far durable.
     pub async fn sync(&self) -> Result<Receipt, WriteError> {
         self.round_trip(Cmd::Sync).await
@@ -231,6 +240,7 @@ pub fn start(
         head,
         committed: head,
         last_checkpoint: head.seq,
+        head_ts: keys::now_micros(),
         retry: VecDeque::new(),
         cfg,
     };
@@ -251,6 +261,8 @@ struct Writer {
     /// The chain position of the last written batch.
     committed: Link,
     last_checkpoint: u64,
+    /// The time of the last audit record (for checkpoints).
+    head_ts: u64,
     /// Failed batches, oldest first: (ops, records, chain head after it).
     retry: VecDeque<(Vec<Op>, usize, Link)>,
 }
@@ -316,6 +328,7 @@ impl Writer {
                 .queued
                 .fetch_sub(cmds.len() as u64, Ordering::Relaxed);
             let mut stop: Option<Ack> = None;
+            let mut sweeps: Vec<(u64, Ack)> = Vec::new();
             let mut force_sync = false;
             let mut ops = Vec::new();
             let mut pending = Vec::with_capacity(cmds.len());
@@ -324,6 +337,7 @@ impl Writer {
             for c in cmds {
                 match c {
                     Cmd::Stop(a) => stop = Some(a),
+                    Cmd::Sweep(cutoff, a) => sweeps.push((cutoff, a)),
                     Cmd::Sync(a) => {
                         force_sync = true;
                         pending.push(Pending {
@@ -393,10 +407,41 @@ impl Writer {
             self.stats
                 .chain_seq
                 .store(self.committed.seq, Ordering::Relaxed);
+            for (cutoff, a) in sweeps {
+                let _ = a.send(self.sweep(cutoff));
+            }
             if let Some(a) = stop {
                 return self.finish(Some(a));
             }
         }
+    }
+
+    /// Retention, in its own durable batches between group commits.
+    fn sweep(&mut self, cutoff_us: u64) -> Result<Receipt, WriteError> {
+        if !self.flush_retry() {
+            return Err(WriteError::Failed(
+                "the store is failing; retention postponed".into(),
+            ));
+        }
+        let store = self.store.clone();
+        let r = super::retention::sweep(&*store, cutoff_us, &mut |ops| store.write(&ops, true))
+            .map_err(|e| WriteError::Failed(e.to_string()))?;
+        if r.events + r.audit_records + r.incidents > 0 {
+            tracing::info!(
+                events = r.events,
+                audit_records = r.audit_records,
+                incidents = r.incidents,
+                chain_base = ?r.base,
+                "retention: old records deleted"
+            );
+        }
+        Ok(Receipt {
+            id: format!(
+                "swept {} events, {} audit records, {} incidents",
+                r.events, r.audit_records, r.incidents
+            ),
+            seq: r.base,
+        })
     }
 
     /// The observer's periodic work, written as its own batch.
@@ -492,8 +537,8 @@ impl Writer {
     }
 
     fn checkpoint(&mut self, ops: &mut Vec<Op>) {
-        let now = keys::now_micros();
-        let mut v = now.to_be_bytes().to_vec();
+        // The time of the record it covers (retention cuts by it).
+        let mut v = self.head_ts.to_be_bytes().to_vec();
         v.extend_from_slice(&self.head.encode());
         ops.push(Op::Put(
             Space::Checkpoints,
@@ -517,7 +562,7 @@ impl Writer {
                 (ack, Ok(Receipt { id, seq: None }))
             }
             Cmd::Erase(user, ack) => (ack, self.build_erasure(&user, ops)),
-            Cmd::Sync(a) | Cmd::Stop(a) => (Some(a), Err(WriteError::Stopped)),
+            Cmd::Sync(a) | Cmd::Stop(a) | Cmd::Sweep(_, a) => (Some(a), Err(WriteError::Stopped)),
         }
     }
 
@@ -647,6 +692,7 @@ impl Writer {
             ));
         }
         self.head = Link { seq, hash };
+        self.head_ts = ts;
         self.stats.audit_records.fetch_add(1, Ordering::Relaxed);
         Ok(Receipt { id, seq: Some(seq) })
     }
@@ -663,6 +709,29 @@ impl Writer {
                     true
                 })
                 .map_err(fail)?;
+        }
+        // Incidents name their source in clear: the user's become erased.
+        let mut fail2 = None;
+        self.store
+            .scan(Space::Incidents, &[], None, false, &mut |k, v| {
+                if let Some(mut inc) = crate::incidents::from_bytes(v)
+                    && inc.source_user.as_deref() == Some(user)
+                {
+                    inc.source_user = Some(super::model::ERASED.into());
+                    inc.title = inc.title.replace(user, super::model::ERASED);
+                    match serde_json::to_vec(&inc) {
+                        Ok(b) => ops.push(Op::Put(Space::Incidents, k.to_vec(), b)),
+                        Err(e) => fail2 = Some(e.to_string()),
+                    }
+                }
+                true
+            })
+            .map_err(fail)?;
+        if let Some(e) = fail2 {
+            return Err(WriteError::Failed(e));
+        }
+        if let Some(o) = self.cfg.observer.as_mut() {
+            o.erase(user);
         }
         // The erasure itself is audited, under the pseudonym only.
         self.build_audit(
@@ -1045,5 +1114,116 @@ mod tests {
             id.as_str()
         );
         h.stop_blocking().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+    use crate::store::chain::verify;
+    use crate::store::query::{self, EventFilter};
+    use crate::store::{Engine, open, tempdir};
+
+    #[test]
+    fn retention_deletes_old_records_and_the_chain_still_verifies() {
+        for engine in [Engine::Sled, Engine::Redb] {
+            let dir = tempdir::Dir::new("retention");
+            let store = open(dir.path(), engine).unwrap();
+            let ring = Arc::new(Keyring::load(&*store, None).unwrap());
+            let h = start(
+                store,
+                ring,
+                WriterConfig {
+                    sync: SyncMode::Strict,
+                    on_error: OnError::FailOpen,
+                    queue: 1024,
+                    instance_id: "t".into(),
+                    checkpoint_every: 5,
+                    masker: Arc::new(|_| {}),
+                    observer: None,
+                },
+            )
+            .unwrap();
+            let day = 86_400_000_000u64;
+            let now = keys::now_micros();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                // 12 records 100 days old, then 8 fresh ones.
+                for i in 0..20u64 {
+                    let ts = if i < 12 {
+                        now - 100 * day + i
+                    } else {
+                        now - day + i
+                    };
+                    h.audit(AuditIn {
+                        ts_us: ts,
+                        category: "data_access".into(),
+                        action: "read".into(),
+                        outcome: "success".into(),
+                        user: Some(format!("u{}", i % 3)),
+                        ..AuditIn::default()
+                    })
+                    .await
+                    .unwrap();
+                    h.event_acked(EventIn {
+                        ts_us: ts,
+                        kind: "xss_attempt".into(),
+                        severity: 3,
+                        ip: Some("192.0.2.1".parse().unwrap()),
+                        action: "block".into(),
+                        ..EventIn::default()
+                    })
+                    .await
+                    .unwrap();
+                }
+                let r = h.sweep(now - 30 * day).await.unwrap();
+                // Checkpoints at 5 and 10 are old; 15 and 20 are not: the
+                // cut is at 10, records 11 and 12 (old) wait for the next one.
+                assert_eq!(r.seq, Some(10), "{engine:?}: {}", r.id);
+            });
+            let rep = verify(&*h.store, &[]).unwrap();
+            assert_eq!(rep.problem, None, "{engine:?}");
+            assert_eq!((rep.first, rep.records), (Some(11), 10));
+            let evs = query::events(
+                &*h.store,
+                &h.keyring,
+                &EventFilter {
+                    limit: 100,
+                    ..EventFilter::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(evs.len(), 8, "{engine:?}: old events are gone");
+            let by_ip = query::events(
+                &*h.store,
+                &h.keyring,
+                &EventFilter {
+                    ip: Some("192.0.2.1".parse().unwrap()),
+                    limit: 100,
+                    ..EventFilter::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(by_ip.len(), 8, "index entries went with them");
+            assert_eq!(query::count(&*h.store, Space::EventsByIp).unwrap(), 8);
+            assert_eq!(query::count(&*h.store, Space::AuditByUser).unwrap(), 10);
+            // The chain goes on from its new base.
+            let r = rt
+                .block_on(h.audit(AuditIn {
+                    category: "data_access".into(),
+                    action: "x".into(),
+                    outcome: "success".into(),
+                    ..AuditIn::default()
+                }))
+                .unwrap();
+            assert_eq!(r.seq, Some(21));
+            h.stop_blocking().unwrap();
+            drop(h);
+            let store = open(dir.path(), engine).unwrap();
+            assert_eq!(verify(&*store, &[]).unwrap().problem, None);
+        }
     }
 }
