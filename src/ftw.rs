@@ -304,6 +304,25 @@ pub fn run(
     cfg.routes.clear();
     cfg.logging.access_log = false;
     cfg.workers = 1;
+    // A throwaway store: replays must not fill (or need the lock of) the
+    // operator's store, nor notify or block anyone.
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let scratch = std::env::temp_dir().join(format!(
+        "portcullis-ftw-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    cfg.store.path = scratch.clone();
+    cfg.store.sync = crate::store::writer::SyncMode::Batched;
+    cfg.auto_block.enabled = false;
+    cfg.webhooks.clear();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(scratch);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
