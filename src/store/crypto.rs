@@ -104,6 +104,21 @@ impl Keyring {
         p
     }
 
+    /// An index key under a text value (`term ‖ 0 ‖ tail`). With encryption
+    /// at rest the term is its keyed hash, so index keys reveal no action,
+    /// resource or event type; lookups hash the queried term the same way.
+    pub fn index_term(&self, term: &str, tail: &[u8]) -> Vec<u8> {
+        if self.master.is_some() {
+            let t = hmac::sign(&self.pseudonym, format!("term:{term}").as_bytes());
+            let mut k = hex(t.as_ref()).into_bytes();
+            k.push(0);
+            k.extend_from_slice(tail);
+            k
+        } else {
+            super::keys::text_index(term, tail)
+        }
+    }
+
     fn wrap_key(&self, key: &[u8]) -> Result<Vec<u8>, StoreError> {
         match &self.master {
             Some(m) => self.seal_with(m, key),

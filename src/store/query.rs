@@ -62,7 +62,7 @@ pub fn events(
     } else if let Some(ip) = f.ip {
         (Space::EventsByIp, keys::ip_bytes(ip).to_vec())
     } else if let Some(k) = &f.kind {
-        (Space::EventsByType, keys::text_index(k, &[]))
+        (Space::EventsByType, ring.index_term(k, &[]))
     } else {
         (Space::Events, Vec::new())
     };
@@ -184,11 +184,11 @@ pub fn audit_records(
     let index: Option<(Space, Vec<u8>)> = if let Some(u) = &f.user {
         Some((Space::AuditByUser, ring.pseudonym(u).to_vec()))
     } else if let Some(a) = &f.action {
-        Some((Space::AuditByAction, keys::text_index(a, &[])))
+        Some((Space::AuditByAction, ring.index_term(a, &[])))
     } else {
         f.resource
             .as_ref()
-            .map(|r| (Space::AuditByResource, keys::text_index(r, &[])))
+            .map(|r| (Space::AuditByResource, ring.index_term(r, &[])))
     };
     match index {
         None if f.since_us.is_some() && f.after_seq.is_none() => {

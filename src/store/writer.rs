@@ -633,7 +633,7 @@ impl Writer {
         }
         ops.push(Op::Put(
             Space::EventsByType,
-            keys::text_index(&kind, &key),
+            self.keyring.index_term(&kind, &key),
             Vec::new(),
         ));
         if let Some(o) = self.cfg.observer.as_mut() {
@@ -681,13 +681,13 @@ impl Writer {
         }
         ops.push(Op::Put(
             Space::AuditByAction,
-            keys::text_index(&action, &sk),
+            self.keyring.index_term(&action, &sk),
             Vec::new(),
         ));
         if let Some(r) = resource {
             ops.push(Op::Put(
                 Space::AuditByResource,
-                keys::text_index(&r, &sk),
+                self.keyring.index_term(&r, &sk),
                 Vec::new(),
             ));
         }

@@ -192,6 +192,13 @@ impl Gateway {
         Self::spawn(dir, config_path)
     }
 
+    /// Stops the gateway cleanly (SIGTERM) and hands back its directory.
+    pub fn stop(mut self) -> TempDir {
+        self.signal("TERM");
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, TempDir::new("moved"))
+    }
+
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("logs").join("access.log")).unwrap_or_default()
     }
