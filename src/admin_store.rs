@@ -197,6 +197,10 @@ pub async fn route(
             }
         }
         (&Method::GET, ["audit", "records"]) => list_audit(sec, &q).await,
+        (&Method::POST, ["audit", "records"]) => match need(caller.role, Role::Operator) {
+            Ok(()) => post_audit(sec, caller, body).await,
+            Err(a) => a,
+        },
         (&Method::GET, ["audit", "records", id]) => get_audit(sec, id).await,
         (&Method::GET, ["audit", "verify"]) => verify(sec, &q).await,
         (&Method::GET, ["audit", "statistics"]) => audit_statistics(sec).await,
@@ -753,4 +757,52 @@ async fn change_incident(
         tracing::error!(error = %e, "incident changed but its audit record could not be written");
     }
     ok(json!(inc))
+}
+
+/// An application-reported audit record (the application knows the user
+/// and the old and new values, which a proxy cannot see).
+async fn post_audit(sec: &Arc<Security>, caller: &Caller, body: Incoming) -> Answer {
+    let v = match json_body(body).await {
+        Ok(v) => v,
+        Err(a) => return a,
+    };
+    let mut rec: AuditIn = match serde_json::from_value(v) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an audit record: {e}")),
+    };
+    if !crate::store::model::AUDIT_CATEGORIES.contains(&rec.category.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "category: one of {}",
+                crate::store::model::AUDIT_CATEGORIES.join(", ")
+            ),
+        );
+    }
+    if rec.action.is_empty() || rec.action.len() > 256 {
+        return error(StatusCode::BAD_REQUEST, "action: 1 to 256 characters");
+    }
+    if !["success", "failure", "denied"].contains(&rec.outcome.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "outcome: success, failure or denied",
+        );
+    }
+    // Who reported it is kept apart from who acted.
+    let reporter = json!({ "reported_by": role_name(caller.role), "reporter_ip": caller.peer.ip().to_string() });
+    rec.details = match rec.details.take() {
+        Value::Null => reporter,
+        d => json!({ "app": d, "reporter": reporter }),
+    };
+    rec.ts_us = 0;
+    match sec.store.audit(rec).await {
+        Ok(r) => Answer(
+            StatusCode::CREATED,
+            format!(
+                "{}\n",
+                json!({ "id": r.id, "seq": r.seq, "status": "recorded" })
+            ),
+        ),
+        Err(e) => store_error(e),
+    }
 }

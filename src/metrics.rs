@@ -49,6 +49,7 @@ struct StoreFamilies {
     loss_window: prometheus::Gauge,
     active_blocks: IntGauge,
     webhooks: IntCounterVec,
+    checkpoint: IntGaugeVec,
 }
 
 impl Metrics {
@@ -232,6 +233,14 @@ impl Metrics {
                 "portcullis_blocked_ips_active",
                 "Blocked addresses in force",
             ),
+            checkpoint: IntGaugeVec::new(
+                Opts::new(
+                    "portcullis_audit_checkpoint",
+                    "The last audit chain checkpoint: its record number, with the chain hash there as a label",
+                ),
+                &["hash"],
+            )
+            .expect("valid metric"),
             webhooks: counter_vec(
                 "portcullis_webhook_notifications_total",
                 "Webhook notifications by result (delivered, failed, retried, dropped)",
@@ -252,6 +261,7 @@ impl Metrics {
             Box::new(store.loss_window.clone()),
             Box::new(store.active_blocks.clone()),
             Box::new(store.webhooks.clone()),
+            Box::new(store.checkpoint.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -328,6 +338,13 @@ impl Metrics {
             crate::store::writer::BATCHED_WINDOW.as_secs_f64()
         });
         s.active_blocks.set(active_blocks as i64);
+        if let Ok(c) = w.checkpoint.lock()
+            && let Some((n, hash)) = c.split_once(':')
+            && let Ok(n) = n.parse::<i64>()
+        {
+            s.checkpoint.reset();
+            s.checkpoint.with_label_values(&[hash]).set(n);
+        }
         if let Some(n) = notify {
             for (label, v) in [
                 ("delivered", n.delivered),

@@ -37,6 +37,7 @@ store:
   path: data
   sync: {sync}
 audit:
+  checkpoint_every: 2
   policies:
     - match: {{method: DELETE, path: "/api/admin/**"}}
       category: admin_action
@@ -162,6 +163,21 @@ fn audited_actions_are_chained_records() {
     assert_eq!(status, 200);
     assert_eq!(v["action"], "block_ip");
     assert_eq!(v["hash"].as_str().map(str::len), Some(64));
+    // The checkpoint after record 2 is exported in the metrics.
+    let raw = raw_exchange(
+        gw.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let metrics = String::from_utf8_lossy(&raw).into_owned();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("portcullis_audit_checkpoint{"))
+        .expect("checkpoint metric");
+    assert!(line.ends_with(" 2"), "{line}");
+    assert!(
+        line.contains(v["hash"].as_str().unwrap()),
+        "the hash of record 2: {line}"
+    );
     // Export streams from the live store (HTTP/1.0: the body ends at close).
     let export = |format: &str| {
         let req = format!(
@@ -278,12 +294,39 @@ fn application_alerts_and_erasure() {
     let (status, v) = admin(
         &gw,
         "POST",
+        "/api/v1/audit/records",
+        r#"{"category":"data_access","action":"export_profile","outcome":"success","user":"carol","resource_type":"profile","resource_id":"c-1","changes":{"email":{"old":"c@old.example","new":"c@new.example"}}}"#,
+    );
+    assert_eq!(status, 201, "{v}");
+    let (_, v) = admin(&gw, "GET", "/api/v1/audit/records?user=carol", "");
+    assert_eq!(
+        v["records"][0]["changes"]["email"]["new"], "c@new.example",
+        "{v}"
+    );
+    let (status, _) = admin(
+        &gw,
+        "POST",
+        "/api/v1/audit/records",
+        r#"{"category":"nope","action":"x","outcome":"success"}"#,
+    );
+    assert_eq!(status, 400);
+    let (status, v) = admin(
+        &gw,
+        "POST",
         "/api/v1/privacy/erasure",
         r#"{"user_id":"carol"}"#,
     );
     assert_eq!(status, 200, "{v}");
     let (_, v) = admin(&gw, "GET", "/api/v1/security/events?type=login_failure", "");
     assert_eq!(v["events"][0]["user"], "[erased]", "{v}");
+    let (_, v) = admin(
+        &gw,
+        "GET",
+        "/api/v1/audit/records?action=export_profile",
+        "",
+    );
+    assert_eq!(v["records"][0]["user"], "[erased]", "{v}");
+    assert!(v["records"][0].get("changes").is_none(), "{v}");
     assert!(v["events"][0].get("ip").is_none());
     let (_, v) = admin(&gw, "GET", "/api/v1/audit/verify", "");
     assert_eq!(v["valid"], true, "{v}");

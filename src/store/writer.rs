@@ -119,6 +119,8 @@ pub struct WriterStats {
     pub write_micros: AtomicU64,
     pub chain_seq: AtomicU64,
     pub pending_retry: AtomicU64,
+    /// The last checkpoint, `N:HASH` (exported in metrics as well as logged).
+    pub checkpoint: std::sync::Mutex<String>,
 }
 
 /// The producers' side: cheap to clone.
@@ -546,6 +548,9 @@ impl Writer {
             v,
         ));
         self.last_checkpoint = self.head.seq;
+        if let Ok(mut c) = self.stats.checkpoint.lock() {
+            *c = self.head.to_text();
+        }
         tracing::info!(
             target: "portcullis::audit",
             checkpoint = %self.head.to_text(),
