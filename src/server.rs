@@ -132,7 +132,23 @@ impl Reloader {
                 staged.push((store.clone(), tls.clone()));
             }
         }
-        if cfg.workers != self.gw.workers {
+        // The store, its writer and the correlator are built once at start.
+        let hooks = |c: &Config| c.webhooks.iter().map(|w| w.url.clone()).collect::<Vec<_>>();
+        if old.cfg.store != cfg.store
+            || old.cfg.audit.encryption_key != cfg.audit.encryption_key
+            || old.cfg.audit.mask_fields != cfg.audit.mask_fields
+            || old.cfg.audit.checkpoint_every != cfg.audit.checkpoint_every
+            || old.cfg.audit.retention_days != cfg.audit.retention_days
+            || old.cfg.incidents != cfg.incidents
+            || old.cfg.auto_block != cfg.auto_block
+            || old.cfg.instance_id != cfg.instance_id
+            || hooks(&old.cfg) != hooks(&cfg)
+        {
+            tracing::warn!(
+                "store, audit (except policies), behavior, notify and instance_id changes take effect only after a restart"
+            );
+        }
+                if cfg.workers != self.gw.workers {
             tracing::warn!(
                 running = self.gw.workers,
                 configured = cfg.workers,
