@@ -167,6 +167,7 @@ pub async fn route(
     // path = /api/v1/<segs...>
     let r = match (method, segs.as_slice()) {
         (&Method::GET, ["security", "events"]) => list_events(sec, &q).await,
+        (&Method::GET, ["security", "metrics", "summary"]) => summary(sec),
         (&Method::GET, ["security", "events", id]) => get_event(sec, id).await,
         (&Method::POST, ["security", "alerts"]) => match need(caller.role, Role::Operator) {
             Ok(()) => post_alert(sec, caller, body).await,
@@ -259,7 +260,10 @@ async fn list_events(sec: &Arc<Security>, q: &HashMap<String, String>) -> Answer
     }
     let (store, ring) = (sec.store.store.clone(), sec.store.keyring.clone());
     match blocking(move || query::events(&*store, &ring, &f).map_err(|e| e.to_string())).await {
-        Ok(events) => ok(json!({ "count": events.len(), "events": events })),
+        Ok(mut events) => {
+            events.iter_mut().for_each(seed_names);
+            ok(json!({ "count": events.len(), "events": events }))
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
@@ -271,7 +275,10 @@ async fn get_event(sec: &Arc<Security>, id: &str) -> Answer {
         id.to_string(),
     );
     match blocking(move || query::event(&*store, &ring, &id).map_err(|e| e.to_string())).await {
-        Ok(Some(e)) => ok(e),
+        Ok(Some(mut e)) => {
+            seed_names(&mut e);
+            ok(e)
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such event"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
@@ -304,6 +311,12 @@ async fn post_alert(sec: &Arc<Security>, caller: &Caller, body: Incoming) -> Ans
     let kind = s("type")
         .or_else(|| s("event_type"))
         .unwrap_or_else(|| "app_alert".into());
+    let message = s("message").or_else(|| s("description"));
+    let extra = v
+        .get("details")
+        .or_else(|| v.get("metadata"))
+        .cloned()
+        .unwrap_or(Value::Null);
     if kind.is_empty()
         || kind.len() > 64
         || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -327,8 +340,8 @@ async fn post_alert(sec: &Arc<Security>, caller: &Caller, body: Incoming) -> Ans
         user: s("user_id").or_else(|| s("user")),
         action: "log".into(),
         details: json!({
-            "message": s("message"),
-            "details": v.get("details").cloned().unwrap_or(Value::Null),
+            "message": message,
+            "details": extra,
             "reported_by": role_name(caller.role),
             "reporter_ip": caller.peer.ip().to_string(),
         }),
@@ -805,4 +818,62 @@ async fn post_audit(sec: &Arc<Security>, caller: &Caller, body: Incoming) -> Ans
         ),
         Err(e) => store_error(e),
     }
+}
+
+/// The seeds' field names next to ours, so dashboards written for the
+/// in-application API read these events unchanged.
+fn seed_names(e: &mut Value) {
+    let Value::Object(m) = e else { return };
+    for (ours, theirs) in [
+        ("id", "event_id"),
+        ("type", "event_type"),
+        ("ts", "timestamp"),
+        ("ip", "source_ip"),
+        ("user", "user_id"),
+        ("path", "endpoint"),
+    ] {
+        if let Some(v) = m.get(ours).cloned() {
+            m.insert(theirs.into(), v);
+        }
+    }
+    let blocked = m.get("action").and_then(Value::as_str) == Some("block");
+    m.insert("blocked".into(), Value::Bool(blocked));
+    if let Some(msg) = m.get("details").and_then(|d| d.get("message")).cloned() {
+        m.insert("description".into(), msg);
+    }
+}
+
+/// `GET /api/v1/security/metrics/summary`, the seeds' dashboard summary.
+/// `threat_level` and `security_score` are derived from the last day's
+/// critical events, open incidents and their worst severity.
+fn summary(sec: &Arc<Security>) -> Answer {
+    let now = keys::now_micros();
+    let (total, critical) = sec.store.stats.last_day(now);
+    let (open, worst) = match sec.correlator.lock() {
+        Ok(c) => (c.open_incidents() as u64, c.worst_open_severity()),
+        Err(_) => (0, None),
+    };
+    let blocked = sec.blocklist.list(now).len();
+    use crate::severity::Severity;
+    let threat = match (critical, worst) {
+        (_, Some(Severity::Critical)) => "critical",
+        (c, _) if c > 0 => "high",
+        (_, Some(Severity::High)) => "high",
+        (_, Some(_)) => "medium",
+        _ if total > 0 => "low",
+        _ => "low",
+    };
+    // 1.0 is quiet; each critical event of the day and each open incident
+    // (weighted by severity) takes some off, never below 0.
+    let weight = |s: Option<Severity>| s.map_or(0.0, |s| f64::from(s.number()));
+    let score = (1.0 - 0.02 * critical as f64 - 0.01 * open as f64 * weight(worst)).clamp(0.0, 1.0);
+    ok(json!({
+        "total_events_24h": total,
+        "critical_events_24h": critical,
+        "active_incidents": open,
+        "blocked_ips_count": blocked,
+        "threat_level": threat,
+        "security_score": (score * 100.0).round() / 100.0,
+        "last_updated": keys::rfc3339_micros(now),
+    }))
 }

@@ -384,6 +384,11 @@ impl Correlator {
         self.open.len()
     }
 
+    /// The worst severity among open incidents.
+    pub fn worst_open_severity(&self) -> Option<Severity> {
+        self.open.values().map(|i| i.severity).max()
+    }
+
     /// Erasure: open incidents stop naming `user` (the store copy is
     /// rewritten by the writer).
     pub fn erase_user(&mut self, user: &str) {

@@ -148,7 +148,7 @@ impl Reloader {
                 "store, audit (except policies), behavior, notify and instance_id changes take effect only after a restart"
             );
         }
-                if cfg.workers != self.gw.workers {
+        if cfg.workers != self.gw.workers {
             tracing::warn!(
                 running = self.gw.workers,
                 configured = cfg.workers,

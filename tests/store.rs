@@ -287,6 +287,42 @@ fn application_alerts_and_erasure() {
         r#"{"type":"login_failure","severity":"medium","user_id":"carol","ip_address":"192.0.2.44","message":"bad password"}"#,
     );
     assert_eq!(status, 201, "{v}");
+    // The seeds' alert shape is accepted, and their field names are served.
+    let (status, v) = admin(
+        &gw,
+        "POST",
+        "/api/v1/security/alerts",
+        r#"{"event_type":"brute_force_attempt","severity":4,"description":"Multiple failed login attempts detected","metadata":{"attempts":10}}"#,
+    );
+    assert_eq!(status, 201, "{v}");
+    let (_, v) = admin(
+        &gw,
+        "GET",
+        "/api/v1/security/events?type=brute_force_attempt",
+        "",
+    );
+    let e = &v["events"][0];
+    assert_eq!(e["event_type"], "brute_force_attempt", "{v}");
+    assert_eq!(e["description"], "Multiple failed login attempts detected");
+    assert_eq!(e["blocked"], false);
+    assert_eq!(e["details"]["details"]["attempts"], 10);
+    assert!(e["event_id"].as_str().unwrap().starts_with("EVT-"));
+    let (_, s) = admin(&gw, "GET", "/api/v1/security/metrics/summary", "");
+    assert_eq!(
+        (
+            s["total_events_24h"].as_u64(),
+            s["critical_events_24h"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    // One critical event opens a critical incident at once.
+    assert_eq!(
+        (s["threat_level"].as_str(), s["active_incidents"].as_u64()),
+        (Some("critical"), Some(1)),
+        "{s}"
+    );
+    assert!(s["security_score"].as_f64().unwrap() < 1.0);
     let (_, v) = admin(&gw, "GET", "/api/v1/security/events?user=carol", "");
     assert_eq!(v["count"], 1, "{v}");
     assert_eq!(v["events"][0]["user"], "carol");

@@ -121,6 +121,32 @@ pub struct WriterStats {
     pub pending_retry: AtomicU64,
     /// The last checkpoint, `N:HASH` (exported in metrics as well as logged).
     pub checkpoint: std::sync::Mutex<String>,
+    /// Events per hour over the last day: (hour since the epoch, all, critical).
+    pub hourly: std::sync::Mutex<[(u64, u64, u64); 24]>,
+}
+
+impl WriterStats {
+    fn count_event(&self, ts_us: u64, critical: bool) {
+        let hour = ts_us / 3_600_000_000;
+        if let Ok(mut h) = self.hourly.lock() {
+            let slot = &mut h[(hour % 24) as usize];
+            if slot.0 != hour {
+                *slot = (hour, 0, 0);
+            }
+            slot.1 += 1;
+            slot.2 += u64::from(critical);
+        }
+    }
+
+    /// (events, critical events) in the last 24 hours (whole hours).
+    pub fn last_day(&self, now_us: u64) -> (u64, u64) {
+        let hour = now_us / 3_600_000_000;
+        self.hourly.lock().map_or((0, 0), |h| {
+            h.iter()
+                .filter(|s| s.0 + 24 > hour && s.0 <= hour)
+                .fold((0, 0), |a, s| (a.0 + s.1, a.1 + s.2))
+        })
+    }
 }
 
 /// The producers' side: cheap to clone.
@@ -227,6 +253,28 @@ pub fn start(
         None => chain::base(&*store)?,
     };
     stats.chain_seq.store(head.seq, Ordering::Relaxed);
+    // The last day's counts, for the dashboard summary (bounded scan).
+    let day_ago = keys::now_micros().saturating_sub(24 * 3_600_000_000);
+    let mut seen = 0u32;
+    store.scan(
+        Space::Events,
+        &keys::time_floor(day_ago),
+        None,
+        false,
+        &mut |k, v| {
+            if let Some((ts, _)) = keys::split_time_key(k) {
+                // Severity without decrypting: only plain payloads are read.
+                let critical = v.get(1) == Some(&0)
+                    && serde_json::from_slice::<serde_json::Value>(&v[2..])
+                        .ok()
+                        .and_then(|j| j.get("severity").and_then(Value::as_u64))
+                        .is_some_and(|s| s >= 4);
+                stats.count_event(ts, critical);
+            }
+            seen += 1;
+            seen < 1_000_000
+        },
+    )?;
     let handle = StoreHandle {
         tx,
         stats: stats.clone(),
@@ -644,6 +692,7 @@ impl Writer {
         if let Some(o) = self.cfg.observer.as_mut() {
             o.event(&id, ts, &ev, ops);
         }
+        self.stats.count_event(ts, ev.severity >= 4);
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         Ok(Receipt { id, seq: None })
     }
