@@ -168,6 +168,7 @@ pub async fn route(
     let r = match (method, segs.as_slice()) {
         (&Method::GET, ["security", "events"]) => list_events(sec, &q).await,
         (&Method::GET, ["security", "metrics", "summary"]) => summary(sec),
+        (&Method::GET, ["security", "statistics"]) => statistics(sec, &q).await,
         (&Method::GET, ["security", "events", id]) => get_event(sec, id).await,
         (&Method::POST, ["security", "alerts"]) => match need(caller.role, Role::Operator) {
             Ok(()) => post_alert(sec, caller, body).await,
@@ -876,4 +877,64 @@ fn summary(sec: &Arc<Security>) -> Answer {
         "security_score": (score * 100.0).round() / 100.0,
         "last_updated": keys::rfc3339_micros(now),
     }))
+}
+
+/// Events at most scanned by one statistics call.
+const STATS_SCAN_MAX: usize = 200_000;
+
+/// `GET /api/v1/security/statistics?hours=24`: events by type, severity and
+/// action, the top sources, and incidents by status.
+async fn statistics(sec: &Arc<Security>, q: &HashMap<String, String>) -> Answer {
+    let hours: u64 = q
+        .get("hours")
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(24)
+        .clamp(1, 24 * 366);
+    let since = keys::now_micros().saturating_sub(hours * 3_600_000_000);
+    let (store, ring) = (sec.store.store.clone(), sec.store.keyring.clone());
+    let r = blocking(move || {
+        let f = EventFilter { since_us: Some(since), limit: STATS_SCAN_MAX, ..EventFilter::default() };
+        let events = query::events(&*store, &ring, &f).map_err(|e| e.to_string())?;
+        let mut by_type: HashMap<String, u64> = HashMap::new();
+        let mut by_severity: HashMap<String, u64> = HashMap::new();
+        let mut by_action: HashMap<String, u64> = HashMap::new();
+        let mut by_ip: HashMap<String, u64> = HashMap::new();
+        for e in &events {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("unknown").to_string();
+            *by_type.entry(s("type")).or_default() += 1;
+            *by_action.entry(s("action")).or_default() += 1;
+            let sev = e
+                .get("severity")
+                .and_then(Value::as_u64)
+                .and_then(|n| u8::try_from(n).ok())
+                .and_then(crate::severity::Severity::from_number)
+                .map_or("unknown", |s| s.as_str());
+            *by_severity.entry(sev.to_string()).or_default() += 1;
+            if let Some(ip) = e.get("ip").and_then(Value::as_str) {
+                *by_ip.entry(ip.to_string()).or_default() += 1;
+            }
+        }
+        let mut top: Vec<(String, u64)> = by_ip.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(10);
+        let mut incidents: HashMap<String, u64> = HashMap::new();
+        for i in crate::incidents::list(&*store, None, None, 0).map_err(|e| e.to_string())? {
+            *incidents.entry(i.status.as_str().to_string()).or_default() += 1;
+        }
+        Ok(json!({
+            "hours": hours,
+            "total_events": events.len(),
+            "truncated": events.len() >= STATS_SCAN_MAX,
+            "events_by_type": by_type,
+            "events_by_severity": by_severity,
+            "events_by_action": by_action,
+            "top_source_ips": top.iter().map(|(ip, n)| json!({"ip": ip, "events": n})).collect::<Vec<_>>(),
+            "incidents_by_status": incidents,
+        }))
+    })
+    .await;
+    match r {
+        Ok(v) => ok(v),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }

@@ -510,6 +510,10 @@ admin:
     let seen = up.requests().len();
     assert_eq!(send(&gw, "GET", "/harmless", xff).0, 403);
     assert_eq!(up.requests().len(), seen);
+    let (_, st) = admin(&gw, "GET", "/api/v1/security/statistics?hours=1", "");
+    assert_eq!(st["events_by_type"]["sql_injection_attempt"], 5, "{st}");
+    assert_eq!(st["top_source_ips"][0]["ip"], "198.51.100.50");
+    assert_eq!(st["incidents_by_status"]["new"], 1);
     // The workflow: list, assign, resolve; each change audited.
     let (_, v) = admin(&gw, "GET", "/api/v1/security/incidents?status=new", "");
     assert_eq!(v["count"], 1, "{v}");
