@@ -8,8 +8,11 @@
 //!   API of the restarted gateway.
 //! - A full disk (a small tmpfs, so this part needs root; it says
 //!   `skipped` otherwise): the gateway keeps answering (`fail_open`) or
-//!   refuses audited actions (`fail_closed`), counts and logs the failure,
-//!   and writes again by itself once space is back.
+//!   refuses audited actions (`fail_closed`), never crashes, counts and
+//!   logs the failure; after a restart with space back the store opens, its
+//!   chain verifies and it writes again. Writing again *without* a restart
+//!   (the writer's retries) is asserted by two `#[ignore]`d tests that
+//!   neither engine passes yet (see there).
 
 mod common;
 use common::*;
@@ -379,12 +382,37 @@ fn load_then_kill(gw: &mut Gateway, tag: &str, ip: &str, target: usize) -> Acked
     a
 }
 
+/// The ids in `acked` that the admin API does not list among the SQL
+/// injection events from `ip`.
+fn events_lost(gw: &Gateway, ip: &str, acked: &[String]) -> Vec<String> {
+    let (status, v) = admin(
+        gw,
+        "GET",
+        &format!("/api/v1/security/events?limit=1000&type=sql_injection_attempt&ip={ip}"),
+    );
+    assert_eq!(status, 200, "{v}");
+    let events = v["events"].as_array().expect("events");
+    assert!(events.len() < 1000, "{ip}: a round fits one page");
+    let stored: HashSet<&str> = events
+        .iter()
+        .filter_map(|e| e["request_id"].as_str())
+        .collect();
+    acked
+        .iter()
+        .filter(|r| !stored.contains(r.as_str()))
+        .cloned()
+        .collect()
+}
+
 fn crash_suite(engine: &str, rounds: usize) {
     let up = Upstream::start();
     let dir = gateway_dir(&format!("crash-{engine}"));
     let data = dir.path().join("data");
     let cli_cwd = TempDir::new(&format!("crash-cli-{engine}"));
+    // fail_closed: a 200 to an audited action then always means its record
+    // was stored (fail_open answers 200 even when the write failed).
     let mut gw = Gateway::start_in(dir, &config(up.addr, engine, "data", "fail_closed"));
+    let mut rounds_events: Vec<(String, Vec<String>)> = Vec::new();
     let mut chain_len = 0u64;
     let (mut total_events, mut total_audits, mut total_unanswered) = (0, 0, 0);
     for round in 0..rounds {
@@ -416,34 +444,26 @@ fn crash_suite(engine: &str, rounds: usize) {
 
         // Events: through the restarted gateway (the next round's).
         gw = gw.restart(true);
-        let (status, v) = admin(
-            &gw,
-            "GET",
-            &format!("/api/v1/security/events?limit=1000&type=sql_injection_attempt&ip={ip}"),
-        );
-        assert_eq!(status, 200, "{tag}: {v}");
-        let events = v["events"].as_array().expect("events");
-        assert!(events.len() < 1000, "{tag}: a round fits one page");
-        let stored: HashSet<&str> = events
-            .iter()
-            .filter_map(|e| e["request_id"].as_str())
-            .collect();
-        let lost: Vec<&String> = acked
-            .events
-            .iter()
-            .filter(|r| !stored.contains(r.as_str()))
-            .collect();
+        let lost = events_lost(&gw, &ip, &acked.events);
         assert!(
             lost.is_empty(),
-            "{tag}: acknowledged events lost by kill -9: {lost:?} ({} acknowledged, {} stored)",
-            acked.events.len(),
-            events.len()
+            "{tag}: acknowledged events lost by kill -9: {lost:?} (of {} acknowledged)",
+            acked.events.len()
         );
+        rounds_events.push((ip, acked.events.clone()));
         eprintln!(
             "{tag}: acknowledged {} events, {} audit records; {} unanswered at the kill; chain {records}",
             acked.events.len(),
             acked.audits.len(),
             acked.unanswered
+        );
+    }
+    // Later crashes lost nothing of earlier rounds either.
+    for (round, (ip, acked)) in rounds_events.iter().enumerate() {
+        let lost = events_lost(&gw, ip, acked);
+        assert!(
+            lost.is_empty(),
+            "{engine}-r{round}: events lost by a later kill -9: {lost:?}"
         );
     }
     // The restarted gateway continues the same chain, and it verifies.
@@ -477,9 +497,13 @@ struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(tag: &str, size: &str) -> Result<Tmpfs, String> {
+        // Unique per mount: tests run in parallel in one process, and a
+        // second mount on the same directory would hide the first.
+        static N: AtomicUsize = AtomicUsize::new(0);
         let p = std::env::temp_dir().join(format!(
-            "portcullis-test-tmpfs-{tag}-{}",
-            std::process::id()
+            "portcullis-test-tmpfs-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&p).map_err(|e| e.to_string())?;
         let out = Command::new("mount")
@@ -569,8 +593,7 @@ fn no_panic_in_log(gw: &Gateway, tag: &str) {
     assert!(!log.contains("panicked"), "{tag}: a panic:\n{log}");
 }
 
-/// Every id in `ids` is among the stored audit records (`http`'s
-/// `request_id`), read through the admin API.
+/// The request ids of the stored audit records, through the admin API.
 fn audit_request_ids(gw: &Gateway) -> HashSet<String> {
     let (status, v) = admin(gw, "GET", "/api/v1/audit/records?limit=1000");
     assert_eq!(status, 200, "{v}");
@@ -593,7 +616,7 @@ struct FullDisk {
     /// Attacks answered 403 while the store was failing.
     during: Vec<String>,
     /// Declared last: unmounted after the gateway is gone.
-    fs: Tmpfs,
+    _fs: Tmpfs,
 }
 
 /// Mounts a 6 MiB tmpfs, puts the store there, fills the rest, and checks
@@ -664,7 +687,7 @@ fn fill_the_disk(engine: &str, on_error: &str) -> Option<FullDisk> {
         _up: up,
         filler,
         during,
-        fs,
+        _fs: fs,
     })
 }
 
@@ -750,7 +773,6 @@ fn recovers_without_restart(engine: &str, on_error: &str) {
         missing.len(),
         d.during.len()
     );
-    let _ = &d.fs;
 }
 
 /// Today's way back: free the space and restart the gateway (a clean
