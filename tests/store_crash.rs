@@ -10,9 +10,9 @@
 //!   `skipped` otherwise): the gateway keeps answering (`fail_open`) or
 //!   refuses audited actions (`fail_closed`), never crashes, counts and
 //!   logs the failure; after a restart with space back the store opens, its
-//!   chain verifies and it writes again. Writing again *without* a restart
-//!   (the writer's retries) is asserted by two `#[ignore]`d tests that
-//!   neither engine passes yet (see there).
+//!   chain verifies and it writes again; and without a restart, once space
+//!   is back, the writer's retries write what was kept (the engines reopen
+//!   their files after a write error).
 
 mod common;
 use common::*;
@@ -829,22 +829,18 @@ fn full_disk_redb_fail_closed_refuses_audited_actions_and_a_restart_recovers() {
     recovers_after_restart("redb", "fail_closed", false);
 }
 
-// Neither engine passes these yet: after a failed write, sled keeps
-// returning the ENOSPC it latched as its global error, and redb answers
-// every later transaction with `PreviousIo` ("close and re-open the
-// database"), so the writer's retries never succeed until the process
-// restarts. Run with `--ignored` once the store reopens its engine after
-// a write error.
+// After a failed write sled keeps returning the ENOSPC it latched as its
+// global error, and redb answers every later transaction with `PreviousIo`
+// ("close and re-open the database"): the engines reopen their files after
+// a write error, so the writer's retries succeed once space is back.
 
 #[test]
-#[ignore = "product bug: the store does not write again after ENOSPC without a restart (sled's latched global error)"]
 fn full_disk_sled_recovers_without_restart() {
     recovers_without_restart("sled", "fail_open");
     recovers_without_restart("sled", "fail_closed");
 }
 
 #[test]
-#[ignore = "product bug: the store does not write again after ENOSPC without a restart (redb's PreviousIo)"]
 fn full_disk_redb_recovers_without_restart() {
     recovers_without_restart("redb", "fail_open");
     recovers_without_restart("redb", "fail_closed");

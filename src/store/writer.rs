@@ -516,8 +516,12 @@ impl Writer {
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         r.map_err(|e| {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, ops = ops.len(), "store write failed; the batch is kept for retry");
+            let n = self.stats.errors.fetch_add(1, Ordering::Relaxed) + 1;
+            // Retries run every 250 ms while the disk is full: log the 1st,
+            // 2nd, 4th, 8th… failure, not every one (the count is a metric).
+            if n.is_power_of_two() {
+                tracing::error!(error = %e, ops = ops.len(), failures = n, "store write failed; the batch is kept for retry");
+            }
             e.to_string()
         })
     }
