@@ -123,7 +123,7 @@ struct FileConfig {
     waf: Option<FileWaf>,
     ip_lists: Option<S<IgnoredAny>>,
     geoip: Option<S<IgnoredAny>>,
-    identity: Option<S<IgnoredAny>>,
+    identity: Option<FileIdentity>,
     behavior: Option<FileBehavior>,
     audit: Option<FileAudit>,
     store: Option<FileStore>,
@@ -221,6 +221,31 @@ struct FileIncidents {
     window: Option<S<String>>,
     /// Escalate an open incident one severity level after this long.
     escalate_after: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    user_header: Option<S<String>>,
+    jwt: Option<FileJwt>,
+    session_cookie: Option<S<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwt {
+    header: Option<S<String>>,
+    verify: FileJwtVerify,
+    user_claim: Option<String>,
+    leeway: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwtVerify {
+    hs256_secret: Option<S<String>>,
+    rs256_public_key: Option<S<IgnoredAny>>,
+    jwks_file: Option<S<IgnoredAny>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -393,6 +418,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub incidents: IncidentConfig,
     pub auto_block: AutoBlockConfig,
+    /// `identity`: who is behind a request (`None`: nobody is named).
+    pub identity: Option<crate::identity::IdentityConfig>,
     /// `notify.webhooks`: incident notifications.
     pub webhooks: Vec<crate::notify::WebhookConfig>,
     /// Stamped on every record (fleets); the host name by default.
@@ -837,7 +864,6 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     for (name, sec) in [
         ("ip_lists", &f.ip_lists),
         ("geoip", &f.geoip),
-        ("identity", &f.identity),
         ("redis", &f.redis),
     ] {
         if let Some(s) = sec {
@@ -1083,6 +1109,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     let audit = audit_config(errs, &base, f.audit.as_ref());
     let (incidents, auto_block) = behavior_config(errs, f.behavior.as_ref());
     let webhooks = notify_config(errs, &base, f.notify.as_ref());
+    let identity = f.identity.as_ref().map(|i| identity_config(errs, &base, i));
     let instance_id = match &f.instance_id {
         Some(s) if s.value.trim().is_empty() || s.value.len() > 64 => {
             errs.at(s, "instance_id", "must be 1 to 64 characters");
@@ -1098,6 +1125,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         incidents,
         auto_block,
         webhooks,
+        identity,
         instance_id,
         path: path.to_path_buf(),
         waf,
@@ -1269,6 +1297,85 @@ fn audit_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileAudit>) -> Audi
         mask_fields: f.mask_fields.clone().unwrap_or_default(),
         checkpoint_every,
     }
+}
+
+fn identity_config(
+    errs: &mut Errs<'_>,
+    base: &Path,
+    f: &FileIdentity,
+) -> crate::identity::IdentityConfig {
+    let later = "is not supported yet by this build of portcullis; remove it";
+    if let Some(s) = &f.session_cookie {
+        errs.at(
+            s,
+            "identity.session_cookie",
+            format!("`identity.session_cookie` {later}"),
+        );
+    }
+    let user_header = f.user_header.as_ref().and_then(|h| {
+        match http::HeaderName::from_bytes(h.value.as_bytes()) {
+            Ok(n) => Some(n.as_str().to_string()),
+            Err(_) => {
+                errs.at(h, "identity.user_header", "not a header name");
+                None
+            }
+        }
+    });
+    let jwt = f.jwt.as_ref().and_then(|j| {
+        for (k, v) in [
+            ("rs256_public_key", &j.verify.rs256_public_key),
+            ("jwks_file", &j.verify.jwks_file),
+        ] {
+            if let Some(v) = v {
+                errs.at(
+                    v,
+                    &format!("identity.jwt.verify.{k}"),
+                    format!("`{k}` {later} (use hs256_secret)"),
+                );
+            }
+        }
+        let Some(secret) = &j.verify.hs256_secret else {
+            return None;
+        };
+        let secret = match resolve_secret(base, &secret.value) {
+            Ok(v) if v.trim_end().len() >= 32 => v.trim_end().as_bytes().to_vec(),
+            Ok(_) => {
+                errs.at(
+                    secret,
+                    "identity.jwt.verify.hs256_secret",
+                    "must be at least 32 bytes (RFC 7518 §3.2)",
+                );
+                return None;
+            }
+            Err(m) => {
+                errs.at(secret, "identity.jwt.verify.hs256_secret", m);
+                return None;
+            }
+        };
+        let header = match &j.header {
+            Some(h) => match http::HeaderName::from_bytes(h.value.as_bytes()) {
+                Ok(n) => n.as_str().to_string(),
+                Err(_) => {
+                    errs.at(h, "identity.jwt.header", "not a header name");
+                    return None;
+                }
+            },
+            None => "authorization".into(),
+        };
+        Some(crate::identity::JwtConfig {
+            header,
+            hs256_secret: secret,
+            user_claim: j.user_claim.clone().unwrap_or_else(|| "sub".into()),
+            leeway_s: duration(
+                errs,
+                &j.leeway,
+                "identity.jwt.leeway",
+                Duration::from_secs(30),
+            )
+            .as_secs(),
+        })
+    });
+    crate::identity::IdentityConfig { user_header, jwt }
 }
 
 fn notify_config(

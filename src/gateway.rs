@@ -191,7 +191,19 @@ impl Gateway {
             reason: None,
             waf: None,
             inspection_truncated: false,
+            user: None,
+            jwt_problem: None,
         };
+        if let Some(icfg) = &snap.cfg.identity {
+            let trusted_peer = upstream::is_trusted(conn.peer.ip(), &snap.cfg.trusted_proxies);
+            let now_s = rec
+                .ts
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let id = crate::identity::identify(icfg, req.headers(), trusted_peer, now_s);
+            rec.user = id.user;
+            rec.jwt_problem = id.problem;
+        }
 
         // phase: connection — a blocked address is refused before anything
         // of its request is read.
@@ -271,6 +283,22 @@ impl Gateway {
             self.metrics.store_failures.with_label_values(&[what]).inc();
             tracing::error!(error = %e, record = what, "could not store a record");
         };
+        if let Some(p) = rec.jwt_problem {
+            let ev = EventIn {
+                kind: p.event_kind().into(),
+                severity: p.severity(),
+                ip: Some(rec.client_ip),
+                request_id: rec.request_id.to_str().ok().map(str::to_owned),
+                method: Some(rec.method.to_string()),
+                path: Some(rec.uri.path().to_string()),
+                action: "log".into(),
+                ..EventIn::default()
+            };
+            self.count_event(&ev);
+            if let Err(e) = sec.store.event(ev) {
+                failed(&e, "event");
+            }
+        }
         match &result {
             Err(Reject::Blocked(b)) if b.reason != "ip_blocked" => {
                 let ev = self.event_of(rec, b.reason);
@@ -310,6 +338,7 @@ impl Gateway {
                             .unwrap_or_else(|| format!("{} {}", rec.method, rec.uri.path())),
                         outcome: crate::security::outcome(status).into(),
                         ip: Some(rec.client_ip),
+                        user: rec.user.clone(),
                         resource_type: p.resource_type.clone().or(rtype),
                         resource_id: rid,
                         endpoint: Some(rec.uri.path().to_string()),
@@ -375,7 +404,7 @@ impl Gateway {
             kind: kind.into(),
             severity,
             ip: Some(rec.client_ip),
-            user: None,
+            user: rec.user.clone(),
             request_id: rec.request_id.to_str().ok().map(str::to_owned),
             method: Some(rec.method.to_string()),
             host: rec
@@ -1091,6 +1120,10 @@ pub struct LogRecord {
     reason: Option<&'static str>,
     waf: Option<WafSummary>,
     inspection_truncated: bool,
+    /// From the identity layer (a verified JWT, a trusted proxy's header).
+    user: Option<String>,
+    /// A token that could not be verified (reported as an event).
+    jwt_problem: Option<crate::identity::JwtProblem>,
 }
 
 /// What the rule engine decided, for the access line.

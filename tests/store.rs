@@ -686,3 +686,109 @@ admin:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn b64url(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, &x| (a << 8) | u32::from(x)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    s
+}
+
+fn hs256(secret: &[u8], header: &str, claims: &str) -> String {
+    let (h, p) = (b64url(header.as_bytes()), b64url(claims.as_bytes()));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let sig = ring::hmac::sign(&key, format!("{h}.{p}").as_bytes());
+    format!("{h}.{p}.{}", b64url(sig.as_ref()))
+}
+
+#[test]
+fn the_identity_layer_names_users_in_audit_records_and_reports_bad_tokens() {
+    const SECRET: &str = "jwt-signing-secret-0123456789abcdef";
+    let up = Upstream::start();
+    let dir = TempDir::new("identity");
+    let cfg = format!(
+        r#"listen:
+  - addr: "127.0.0.1:0"
+upstream:
+  url: "http://{}"
+store: {{path: data, sync: strict}}
+identity:
+  jwt: {{verify: {{hs256_secret: "{SECRET}"}}, user_claim: sub}}
+audit:
+  policies:
+    - match: {{method: DELETE, path: "/api/admin/**"}}
+      category: admin_action
+admin:
+  listen: "127.0.0.1:0"
+  tokens:
+    - token: "{TOKEN}"
+      role: admin
+"#,
+        up.addr
+    );
+    let gw = Gateway::start_in(dir, &cfg);
+    let good = hs256(
+        SECRET.as_bytes(),
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        r#"{"sub":"alice","exp":4102444800}"#,
+    );
+    let forged = hs256(
+        b"not-the-secret-000000000000000000",
+        r#"{"alg":"HS256"}"#,
+        r#"{"sub":"root"}"#,
+    );
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none"}"#),
+        b64url(br#"{"sub":"root"}"#)
+    );
+    assert_eq!(
+        send(
+            &gw,
+            "DELETE",
+            "/api/admin/users/1",
+            &format!("Authorization: Bearer {good}\r\n")
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        send(
+            &gw,
+            "DELETE",
+            "/api/admin/users/2",
+            &format!("Authorization: Bearer {forged}\r\n")
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        send(
+            &gw,
+            "GET",
+            "/",
+            &format!("Authorization: Bearer {none}\r\n")
+        )
+        .0,
+        200
+    );
+    let (_, v) = admin(&gw, "GET", "/api/v1/audit/records", "");
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs[0]["user"], "alice", "{v}");
+    assert!(
+        recs[1].get("user").is_none(),
+        "a forged token names nobody: {v}"
+    );
+    let (_, v) = admin(&gw, "GET", "/api/v1/security/events?type=jwt_alg_none", "");
+    assert_eq!(v["count"], 1, "{v}");
+    let (_, v) = admin(&gw, "GET", "/api/v1/security/events?type=jwt_invalid", "");
+    assert_eq!(v["count"], 1, "{v}");
+    // The user's audit records are found by user.
+    let (_, v) = admin(&gw, "GET", "/api/v1/audit/records?user=alice", "");
+    assert_eq!(v["count"], 1, "{v}");
+}
