@@ -1889,6 +1889,42 @@ mod tests {
     }
 
     #[test]
+    fn store_audit_identity_and_behavior_keys_are_checked() {
+        let text = "upstream: {url: \"http://a:1\"}\nstore:\n  engine: rocks\n  sync: sometimes\naudit:\n  policies:\n    - match: {method: DELETE, path: admin}\n      category: admin\n  encryption_key: short\nbehavior:\n  incidents: {creation_threshold: 0}\n  auto_block: {exempt: [nope]}\n  rate_limits: []\nidentity:\n  jwt: {verify: {hs256_secret: tiny, jwks_file: x}}\nnotify:\n  webhooks:\n    - {url: \"https://h/x\", min_severity: huge}\n";
+        let e = errs(text);
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "store.engine",
+            "store.sync",
+            "audit.policies.match.path",
+            "audit.policies.category",
+            "audit.encryption_key",
+            "behavior.incidents.creation_threshold",
+            "behavior.auto_block.exempt",
+            "behavior.rate_limits",
+            "identity.jwt.verify.jwks_file",
+            "identity.jwt.verify.hs256_secret",
+            "notify.webhooks.min_severity",
+            "notify.webhooks",
+        ] {
+            assert!(keys.contains(&k), "{k} not reported: {e:?}");
+        }
+        assert!(e.iter().all(|e| e.line > 1), "{e:?}");
+        let ok = parse(
+            Path::new("/etc/p/t.yaml"),
+            "upstream: {url: \"http://a:1\"}\nstore: {path: d, engine: redb, sync: strict, on_store_error: fail_closed}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.store.path,
+            Path::new("/etc/p/d"),
+            "relative to the config file"
+        );
+        assert_eq!(ok.store.engine, crate::store::Engine::Redb);
+        assert_eq!(ok.auto_block.exempt.len(), 2, "loopback exempt by default");
+    }
+
+    #[test]
     fn minimal_config_validates() {
         let c = parse(
             Path::new("t.yaml"),
