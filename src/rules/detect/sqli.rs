@@ -112,6 +112,8 @@ pub const FINGERPRINT_LEN: usize = 8;
 const CTX_NUMERIC: &str = "sql:numeric";
 const CTX_SINGLE: &str = "sql:single-quote";
 const CTX_DOUBLE: &str = "sql:double-quote";
+/// Not tied to one splice context.
+const CTX_ANY: &str = "sql:any";
 
 // Rule names, as reported in `Detection::detail`.
 const R_UNION: &str = "union-select";
@@ -134,6 +136,7 @@ const R_DANGLING: &str = "dangling-quote-probe";
 const R_TERMINATED: &str = "terminated-expression";
 const R_EMPTY_OPERAND: &str = "empty-string-operand";
 const R_LITERAL_COMMENT: &str = "boolean-literal-then-comment";
+const R_SYNTAX_PROBE: &str = "syntax-error-probe";
 
 /// Does `input`, spliced into a SQL statement, form injected SQL structure?
 ///
@@ -175,6 +178,12 @@ pub fn detect_path(input: &[u8]) -> Option<Detection> {
 fn detect_ascii(input: &[u8], cut: bool) -> Option<Detection> {
     if !worth_lexing(input) {
         return None;
+    }
+    if !cut && syntax_probe(input) {
+        return Some(Detection {
+            context: CTX_ANY,
+            detail: R_SYNTAX_PROBE.to_string(),
+        });
     }
     for (quote, context) in [(b'\'', CTX_SINGLE), (b'"', CTX_DOUBLE)] {
         // Without the quote byte the value cannot close the literal; after
@@ -222,6 +231,28 @@ fn prose_before(input: &[u8], quote: u8) -> bool {
     words >= PROSE_WORDS
 }
 
+/// A value ending in a run of at least [`PROBE_RUN`] characters drawn from
+/// `'"().,` that holds both quote characters and a parenthesis: appended
+/// to a parameter, it breaks every splice context at once to see whether
+/// the application answers with a database error (sqlmap's heuristic
+/// check appends ten such characters). Text does not end in such a run,
+/// and the runs code ends with (`("'")`, `print("('.')")`) are shorter.
+fn syntax_probe(input: &[u8]) -> bool {
+    let run = input
+        .iter()
+        .rev()
+        .take_while(|&&c| matches!(c, b'\'' | b'"' | b'(' | b')' | b'.' | b','))
+        .count();
+    if run < PROBE_RUN {
+        return false;
+    }
+    let tail = &input[input.len() - run..];
+    tail.contains(&b'\'') && tail.contains(&b'"') && tail.iter().any(|&c| c == b'(' || c == b')')
+}
+
+/// Length of the punctuation run [`syntax_probe`] looks for.
+const PROBE_RUN: usize = 10;
+
 /// Words of prose before a quote that make the quote part of the text.
 const PROSE_WORDS: usize = 8;
 
@@ -264,7 +295,7 @@ fn fold_quotes(b: &[u8]) -> Option<Vec<u8>> {
 /// OUTFILE '…'), `;` (stacked), `(` (calls, subqueries), `@` (`@@version`),
 /// `*` (a `/*` comment hiding a leading number), a leading number (numeric
 /// break-out), a leading boolean operator or the word `union` (unquoted
-/// UNION SELECT).
+/// UNION SELECT), or a leading `ORDER`/`GROUP` (`ORDER BY 1--`).
 fn worth_lexing(b: &[u8]) -> bool {
     let lead = b.iter().find(|&&c| !is_space(c) && c != b'-' && c != b'+');
     if lead.is_some_and(|&c| c.is_ascii_digit() || c == b'.') {
@@ -276,6 +307,13 @@ fn worth_lexing(b: &[u8]) -> bool {
         .position(|&c| !is_space(c) && c != b')')
         .unwrap_or(b.len());
     if boolean_op_at(b, start) {
+        return true;
+    }
+    // A leading `ORDER BY` / `GROUP BY` clause probe.
+    let rest = &b[start..];
+    if rest.len() > 5
+        && (rest[..5].eq_ignore_ascii_case(b"order") || rest[..5].eq_ignore_ascii_case(b"group"))
+    {
         return true;
     }
     // One pass with an early exit; the `union` test only runs at a `u`.
@@ -1271,8 +1309,10 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
             }
             if logic_then_literal_comparison(t, i) {
                 Some(R_TAUTOLOGY)
+            } else if logic_literal_comment(t, i) {
+                Some(R_LITERAL_COMMENT)
             } else {
-                logic_literal_comment(t, i).then_some(R_LITERAL_COMMENT)
+                leading_clause_probe(t).then_some(R_CLAUSE)
             }
         }),
     };
@@ -1282,11 +1322,17 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
     anywhere(t, 0)
 }
 
-/// Index after a leading number (with optional signs), where a numeric
-/// break-out starts. Values not starting with a number (prose, names) are
-/// only checked for strong shapes: that is what keeps `rock and roll` and
-/// `a=1&b=2` quiet.
+/// Index after a leading number (with optional signs) or a leading string
+/// literal the value brings itself (`'hi' or 'x'='x'`, spliced unquoted),
+/// where a numeric break-out starts. Values not starting with a literal
+/// (prose, names) are only checked for strong shapes: that is what keeps
+/// `rock and roll` and `a=1&b=2` quiet.
 fn numeric_anchor(t: &[Tok]) -> Option<usize> {
+    if t.first()
+        .is_some_and(|x| x.class == Class::Str && !x.has(OPEN))
+    {
+        return Some(1);
+    }
     let mut i = 0;
     while t
         .get(i)
@@ -1295,6 +1341,17 @@ fn numeric_anchor(t: &[Tok]) -> Option<usize> {
         i += 1;
     }
     (class_at(t, i)? == Class::Num).then_some(i + 1)
+}
+
+/// `ORDER BY 1--`, `GROUP BY 2#`: a column-number clause that comments out
+/// the rest, as the whole value (the application put it after its own
+/// expression). "order by 2" without the comment is text.
+fn leading_clause_probe(t: &[Tok]) -> bool {
+    matches!(kw_at(t, 0), Kw::Order | Kw::Group)
+        && kw_at(t, 1) == Kw::By
+        && class_at(t, 2) == Some(Class::Num)
+        && t.last().is_some_and(|x| x.class == Class::Comment)
+        && walk(t, 2, true).is_some()
 }
 
 // ---------------------------------------------------------------------------
@@ -2088,6 +2145,13 @@ mod tests {
         assert_eq!(d.detail, "boolean-literal-then-comment [&nc]");
         assert!(rule("or two --").is_none());
 
+        let d = detect(b"'ab' or 'q'='q';").unwrap();
+        assert_eq!(d.context, "sql:numeric");
+        assert!(rule("'Yes' or 'No'").is_none());
+        assert!(rule("ORDER BY 4-- -").is_some());
+        assert!(rule("order by 2").is_none());
+        assert!(rule("order by date --").is_none());
+
         assert!(rule("4 HAVING 2=2").is_some());
         assert!(rule("3' LIMIT 1#").is_some());
         assert!(rule("5 limit 3 per day").is_none());
@@ -2096,6 +2160,26 @@ mod tests {
         assert!(rule("UPDATE members SET role=1;--").is_some());
         assert!(rule("DELETE FROM sessions; -- nightly cleanup").is_none());
         assert!(rule("DELETE FROM a;--\nDELETE FROM b;--").is_none());
+    }
+
+    #[test]
+    fn syntax_error_probes() {
+        for probe in ["1,\"(.,),),'", "7(,,.'\"..)(", "abc)')\")(.(,)"] {
+            let d = detect(probe.as_bytes()).unwrap();
+            assert_eq!(d.detail, "syntax-error-probe", "{probe}");
+        }
+        // Too short, one quote kind, no parenthesis, or not at the end.
+        for text in [
+            "print(\"('.')\")",
+            "x(''...''),(,.)",
+            "said \"'...,,,.'\"",
+            "1,\"(.,),),' more",
+        ] {
+            assert!(
+                detect(text.as_bytes()).is_none_or(|d| d.detail != "syntax-error-probe"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -2155,8 +2239,11 @@ mod tests {
         let s = Stream::lex(b"no quote closes here", Some(b'\''), false);
         assert_eq!(s.len, 1);
         assert!(judge_quoted(&s).is_none());
-        // `''` right after the application's quote is an escaped quote.
-        assert!(detect(b"'' or 1=1--").is_none());
+        // `''` right after the application's quote is an escaped quote…
+        let s = Stream::lex(b"'' or 1=1--", Some(b'\''), false);
+        assert!(judge_quoted(&s).is_none());
+        // …while spliced unquoted it is an empty string and a tautology.
+        assert_eq!(detect(b"'' or 1=1--").unwrap().context, "sql:numeric");
     }
 
     #[test]
