@@ -89,6 +89,7 @@ enum Native {
     Xss,
     Cmdi,
     Path,
+    SqliPath,
 }
 
 #[derive(Debug, Clone)]
@@ -276,7 +277,7 @@ struct CachedValue<'a> {
     matched: Vec<usize>,
     error: bool,
     /// Per native detector, once run.
-    natives: [Option<Option<Detection>>; 4],
+    natives: [Option<Option<Detection>>; 5],
 }
 
 /// The map's keys are already hashes (keyed SipHash, so crafted values
@@ -517,6 +518,7 @@ impl RuleSet {
                     push(PatternKind::Regex(format!("^{}$", regex_syntax::escape(s))))
                 }
                 Operator::Sqli => checks.push((i, Check::Native(Native::Sqli))),
+                Operator::SqliPath => checks.push((i, Check::Native(Native::SqliPath))),
                 Operator::Xss => checks.push((i, Check::Native(Native::Xss))),
                 Operator::Cmdi => checks.push((i, Check::Native(Native::Cmdi))),
                 Operator::PathTraversal => checks.push((i, Check::Native(Native::Path))),
@@ -986,6 +988,7 @@ fn is_pattern(op: &Operator) -> bool {
 fn run_check(check: &Check, value: &[u8]) -> Option<Detection> {
     match check {
         Check::Native(Native::Sqli) => detect::sqli::detect(value),
+        Check::Native(Native::SqliPath) => detect::sqli::detect_path(value),
         Check::Native(Native::Xss) => detect::xss::detect(value),
         Check::Native(Native::Cmdi) => detect::cmdi::detect(value),
         Check::Native(Native::Path) => detect::path::detect(value),

@@ -63,6 +63,9 @@ struct FileMatch {
     equals: Option<S<String>>,
     starts_with: Option<S<String>>,
     sqli: Option<bool>,
+    /// The SQL lexer on the whole value and on each `/`-separated segment
+    /// (URL paths: `/items/1 AND 1=1/view`).
+    sqli_path: Option<bool>,
     xss: Option<bool>,
     cmdi: Option<bool>,
     path_traversal: Option<bool>,
@@ -321,6 +324,8 @@ pub enum Operator {
     Equals(String),
     StartsWith(String),
     Sqli,
+    /// [`Operator::Sqli`] on the whole value and on each path segment.
+    SqliPath,
     Xss,
     Cmdi,
     PathTraversal,
@@ -591,6 +596,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
     }
     for (flag, op) in [
         (m.sqli, Operator::Sqli),
+        (m.sqli_path, Operator::SqliPath),
         (m.xss, Operator::Xss),
         (m.cmdi, Operator::Cmdi),
         (m.path_traversal, Operator::PathTraversal),
@@ -630,7 +636,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
         }
     }
     if ops.len() != 1 {
-        errs.at(&r.matcher, "rules.match", "exactly one operator is required (regex, phrases, phrases_file, contains, equals, starts_with, sqli, xss, cmdi, path_traversal, ip_in, length_gt)");
+        errs.at(&r.matcher, "rules.match", "exactly one operator is required (regex, phrases, phrases_file, contains, equals, starts_with, sqli, sqli_path, xss, cmdi, path_traversal, ip_in, length_gt)");
     }
     let mode = r.mode.as_ref().and_then(|m| {
         let v = Mode::parse(&m.value);

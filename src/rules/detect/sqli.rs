@@ -37,6 +37,12 @@
 //!    in a quoted context the value must end inside a string the
 //!    application's closing quote completes, or in a comment that swallows
 //!    it. That syntactic check is what keeps names, prose and code quiet.
+//!    An operator-led expression after the quote that ends the statement
+//!    with a wordless comment or `;` (`x'|name--`, `id'not like id--`) is
+//!    judged the same way (`terminated_expression`).
+//! 5. **Paths** (`detect_path`, `match: {sqli_path: true}`): the whole
+//!    value, then each `/`-separated segment alone, so that a REST route
+//!    segment gets the numeric context a query parameter gets.
 //!
 //! # Known gaps (deliberate trade-offs, also listed in the tests)
 //! - Only the first [`MAX_SCAN_BYTES`] bytes are examined; a payload padded
@@ -53,6 +59,12 @@
 //!   free-text field is reported; exclusions per target are the remedy.
 //! - A value starting with a number followed by a boolean comparison
 //!   (`2 or 3 = 5`) is indistinguishable from `1 or 1=1` and matches.
+//! - A quoted symbol alone (`'-'`, `'*'`) does not match; after a word
+//!   (`admin'-'`) or after `OR ''` (`' or ''-'`) it does: `name = ''-''`
+//!   is the empty-string authentication bypass.
+//! - After a quote, an operator, an operand and `--`/`#` with no words in
+//!   the comment match (`Jones' - Smith--`); ended by a bare `;` they
+//!   need a literal or a boolean operator (`Jones' / Smith;` does not).
 //! - Comment truncation (`admin'--`) only fires when the comment body holds
 //!   no letters or digits, so `admin'-- x` is missed; the reason is plural
 //!   possessives such as `the players' #1 pick`. Conversely a value that is
@@ -100,6 +112,8 @@ pub const FINGERPRINT_LEN: usize = 8;
 const CTX_NUMERIC: &str = "sql:numeric";
 const CTX_SINGLE: &str = "sql:single-quote";
 const CTX_DOUBLE: &str = "sql:double-quote";
+/// Not tied to one splice context.
+const CTX_ANY: &str = "sql:any";
 
 // Rule names, as reported in `Detection::detail`.
 const R_UNION: &str = "union-select";
@@ -119,6 +133,10 @@ const R_DANGER: &str = "delay-function-in-expression";
 const R_TAUTOLOGY: &str = "boolean-literal-comparison";
 const R_TIGHT_LOGIC: &str = "boolean-glued-to-quote";
 const R_DANGLING: &str = "dangling-quote-probe";
+const R_TERMINATED: &str = "terminated-expression";
+const R_EMPTY_OPERAND: &str = "empty-string-operand";
+const R_LITERAL_COMMENT: &str = "boolean-literal-then-comment";
+const R_SYNTAX_PROBE: &str = "syntax-error-probe";
 
 /// Does `input`, spliced into a SQL statement, form injected SQL structure?
 ///
@@ -138,9 +156,34 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     detect_ascii(input, cut)
 }
 
+/// [`detect`] for a URL path: the whole value, then each `/`-separated
+/// segment on its own. A REST route splices a segment where a query would
+/// splice a parameter (`/items/1 AND 1=1/view`), and the numeric context
+/// only anchors on a value that starts with a number.
+pub fn detect_path(input: &[u8]) -> Option<Detection> {
+    if let Some(hit) = detect(input) {
+        return Some(hit);
+    }
+    let input = &input[..input.len().min(MAX_SCAN_BYTES)];
+    let mut segments = input.split(|&b| b == b'/').filter(|s| !s.is_empty());
+    let first = segments.next()?;
+    // One segment (no `/` inside) is the value already judged.
+    let mut rest = segments.peekable();
+    if rest.peek().is_none() && first.len() == input.len() {
+        return None;
+    }
+    std::iter::once(first).chain(rest).find_map(detect)
+}
+
 fn detect_ascii(input: &[u8], cut: bool) -> Option<Detection> {
     if !worth_lexing(input) {
         return None;
+    }
+    if !cut && syntax_probe(input) {
+        return Some(Detection {
+            context: CTX_ANY,
+            detail: R_SYNTAX_PROBE.to_string(),
+        });
     }
     for (quote, context) in [(b'\'', CTX_SINGLE), (b'"', CTX_DOUBLE)] {
         // Without the quote byte the value cannot close the literal; after
@@ -188,6 +231,28 @@ fn prose_before(input: &[u8], quote: u8) -> bool {
     words >= PROSE_WORDS
 }
 
+/// A value ending in a run of at least [`PROBE_RUN`] characters drawn from
+/// `'"().,` that holds both quote characters and a parenthesis: appended
+/// to a parameter, it breaks every splice context at once to see whether
+/// the application answers with a database error (sqlmap's heuristic
+/// check appends ten such characters). Text does not end in such a run,
+/// and the runs code ends with (`("'")`, `print("('.')")`) are shorter.
+fn syntax_probe(input: &[u8]) -> bool {
+    let run = input
+        .iter()
+        .rev()
+        .take_while(|&&c| matches!(c, b'\'' | b'"' | b'(' | b')' | b'.' | b','))
+        .count();
+    if run < PROBE_RUN {
+        return false;
+    }
+    let tail = &input[input.len() - run..];
+    tail.contains(&b'\'') && tail.contains(&b'"') && tail.iter().any(|&c| c == b'(' || c == b')')
+}
+
+/// Length of the punctuation run [`syntax_probe`] looks for.
+const PROBE_RUN: usize = 10;
+
 /// Words of prose before a quote that make the quote part of the text.
 const PROSE_WORDS: usize = 8;
 
@@ -230,7 +295,7 @@ fn fold_quotes(b: &[u8]) -> Option<Vec<u8>> {
 /// OUTFILE '…'), `;` (stacked), `(` (calls, subqueries), `@` (`@@version`),
 /// `*` (a `/*` comment hiding a leading number), a leading number (numeric
 /// break-out), a leading boolean operator or the word `union` (unquoted
-/// UNION SELECT).
+/// UNION SELECT), or a leading `ORDER`/`GROUP` (`ORDER BY 1--`).
 fn worth_lexing(b: &[u8]) -> bool {
     let lead = b.iter().find(|&&c| !is_space(c) && c != b'-' && c != b'+');
     if lead.is_some_and(|&c| c.is_ascii_digit() || c == b'.') {
@@ -242,6 +307,13 @@ fn worth_lexing(b: &[u8]) -> bool {
         .position(|&c| !is_space(c) && c != b')')
         .unwrap_or(b.len());
     if boolean_op_at(b, start) {
+        return true;
+    }
+    // A leading `ORDER BY` / `GROUP BY` clause probe.
+    let rest = &b[start..];
+    if rest.len() > 5
+        && (rest[..5].eq_ignore_ascii_case(b"order") || rest[..5].eq_ignore_ascii_case(b"group"))
+    {
         return true;
     }
     // One pass with an early exit; the `union` test only runs at a `u`.
@@ -393,6 +465,14 @@ enum Kw {
     As,
     /// `END`, `ASC`, `DESC`: keywords that close an operand.
     Closer,
+    /// `NOTNULL`: a postfix predicate (`x NOTNULL`), a comparison that
+    /// closes its operand.
+    Postfix,
+    /// `COLLATE`, `ESCAPE`: a keyword that qualifies the operand before it
+    /// with a name or string after it.
+    Qualifier,
+    /// `LIMIT`.
+    Limit,
 }
 
 /// The string did not close inside the value (the application's quote, or
@@ -501,6 +581,7 @@ fn lookup(word: &[u8]) -> Option<(Class, Kw, u16)> {
         b"exists" => (C::Unary, Kw::Exists, 0),
         b"like" | b"rlike" | b"ilike" | b"regexp" | b"glob" => (C::Compare, Kw::None, LIKE),
         b"is" | b"in" | b"between" | b"sounds" => (C::Compare, Kw::None, 0),
+        b"notnull" => (C::Keyword, Kw::Postfix, 0),
         b"div" | b"mod" => (C::Arith, Kw::None, KNOWN_FN),
         b"null" | b"true" | b"false" => (C::Num, Kw::None, 0),
         b"from" => (C::Keyword, Kw::From, 0),
@@ -519,8 +600,10 @@ fn lookup(word: &[u8]) -> Option<(Class, Kw, u16)> {
         b"having" => (C::Keyword, Kw::Having, 0),
         b"as" => (C::Keyword, Kw::As, 0),
         b"end" | b"asc" | b"desc" => (C::Keyword, Kw::Closer, 0),
-        b"where" | b"limit" | b"offset" | b"case" | b"when" | b"then" | b"else" | b"values"
-        | b"join" | b"on" | b"procedure" | b"escape" | b"collate" => (C::Keyword, Kw::None, 0),
+        b"limit" => (C::Keyword, Kw::Limit, 0),
+        b"escape" | b"collate" => (C::Keyword, Kw::Qualifier, 0),
+        b"where" | b"offset" | b"case" | b"when" | b"then" | b"else" | b"values" | b"join"
+        | b"on" | b"procedure" => (C::Keyword, Kw::None, 0),
         b"table" | b"view" | b"index" | b"trigger" | b"function" | b"login" => {
             (C::Keyword, Kw::Object, 0)
         }
@@ -540,7 +623,18 @@ fn lookup(word: &[u8]) -> Option<(Class, Kw, u16)> {
         | b"cast" | b"convert" | b"coalesce" | b"ifnull" | b"isnull" | b"nullif" | b"iif"
         | b"md5" | b"sha1" | b"lower" | b"upper" | b"replace" | b"reverse" | b"instr"
         | b"locate" | b"char_length" | b"lpad" | b"rpad" | b"make_set" | b"elt" | b"exp"
-        | b"sysdate" | b"now" | b"json_extract" | b"unicode" => (C::Word, Kw::None, KNOWN_FN),
+        | b"sysdate" | b"now" | b"json_extract" | b"unicode"
+        // SQLite, PostgreSQL, Oracle and MSSQL names seen in blind probes
+        // (`' and unlikely(id)--`, `starts_with(password,'a')`).
+        | b"likely" | b"unlikely" | b"likelihood" | b"starts_with" | b"abs" | b"typeof"
+        | b"printf" | b"zeroblob" | b"sqlite_version" | b"last_insert_rowid" | b"strpos"
+        | b"split_part" | b"current_database" | b"current_schema" | b"to_char" | b"nvl"
+        | b"nvl2" | b"pg_read_file" | b"pg_ls_dir" | b"json_build_object" | b"jsonb_pretty"
+        | b"string_agg" | b"array_agg" | b"greatest" | b"strcmp" | b"find_in_set"
+        | b"soundex" | b"octet_length" | b"regexp_substr" | b"sys_context" | b"user_name"
+        | b"suser_sname" | b"is_srvrolemember" | b"object_id" | b"db_id" | b"schema_name"
+        | b"connection_id" | b"last_insert_id" | b"row_count" | b"found_rows" | b"ltrim"
+        | b"rtrim" | b"trim" | b"round" | b"overlay" => (C::Word, Kw::None, KNOWN_FN),
         _ => return None,
     };
     Some(found)
@@ -818,6 +912,27 @@ impl<'a> Lexer<'a> {
         let end = self.skip_word(start);
         self.i = end;
         let (class, kw, flags) = lookup(&self.b[start..end]).unwrap_or((Class::Word, Kw::None, 0));
+        // Two-word pattern operators: `SOUNDS LIKE` (MySQL), `SIMILAR TO`
+        // (PostgreSQL) are one comparison.
+        let word = &self.b[start..end];
+        for (first, second) in [(&b"sounds"[..], &b"like"[..]), (b"similar", b"to")] {
+            if word.eq_ignore_ascii_case(first) {
+                let mut j = end;
+                while self.b.get(j).is_some_and(|&c| is_space(c)) {
+                    j += 1;
+                }
+                let k = self.skip_word(j);
+                if k > end + 1 && j > end && self.b[j..k].eq_ignore_ascii_case(second) {
+                    self.i = k;
+                    return Tok {
+                        class: Class::Compare,
+                        kw: Kw::None,
+                        flags: LIKE,
+                        ch: 0,
+                    };
+                }
+            }
+        }
         let mut tok = Tok {
             class,
             kw,
@@ -1017,6 +1132,12 @@ fn judge_quoted(stream: &Stream) -> Option<Hit> {
             from: 0,
         });
     }
+    if empty_operand_probe(t) {
+        return Some(Hit {
+            rule: R_EMPTY_OPERAND,
+            from: 0,
+        });
+    }
     anywhere(t, 1)
 }
 
@@ -1043,6 +1164,97 @@ fn dangling_probe(t: &[Tok]) -> bool {
         .any(|x| matches!(x.class, C::RParen | C::Semi | C::Str))
 }
 
+/// `admin'-'`, `x'*'`, `x'LIKE'`, `' or ''-'`: a single word closed by the
+/// quote (or nothing, before `OR ''`), then an arithmetic or comparison
+/// operator and a lone quote that the application's quote turns into an
+/// empty string. `name = ''-''` is true for every non-numeric name in
+/// MySQL: the authentication bypass of the empty-string family. Text puts
+/// words after the operator ("use '-' as separator").
+fn empty_operand_probe(t: &[Tok]) -> bool {
+    use Class as C;
+    let Some(first) = t.first() else {
+        return false;
+    };
+    if first.has(SPACED) {
+        return false;
+    }
+    let mut j = 1;
+    if class_at(t, j) == Some(C::Logic)
+        && t.get(j + 1)
+            .is_some_and(|x| x.class == C::Str && x.has(EMPTY) && !x.has(OPEN))
+    {
+        j += 2;
+    } else if first.has(EMPTY) {
+        // A quoted symbol alone (`'-'`, `'*'`) is how people write a
+        // character in text; `admin'-'` and `' or ''-'` are not.
+        return false;
+    }
+    let op = t.get(j).is_some_and(|x| match x.class {
+        C::Arith => true,
+        C::Compare => x.ch != 0 || x.has(LIKE),
+        _ => false,
+    });
+    op && t.len() == j + 2 && {
+        let last = t[j + 1];
+        last.class == C::Str && last.has(OPEN) && last.has(EMPTY)
+    }
+}
+
+/// How the value ends the statement, if it does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Terminator {
+    /// A comment without words (`--`, `#`, `-- -`), or `;` and a comment.
+    Comment,
+    /// A bare `;`: SQLite and several drivers ignore what follows the
+    /// first statement, but prose also ends with `;`.
+    Semi,
+}
+
+fn terminator(t: &[Tok]) -> Option<Terminator> {
+    match t.split_last() {
+        Some((last, rest)) if last.class == Class::Comment => (last.has(BLANK)
+            || rest.last().is_some_and(|x| x.class == Class::Semi))
+        .then_some(Terminator::Comment),
+        Some((last, _)) if last.class == Class::Semi => Some(Terminator::Semi),
+        _ => None,
+    }
+}
+
+/// After a quoted break-out at `i`, in a value that ends the statement
+/// (see [`terminator`]): an operator-led expression that parses
+/// (`x'|email--`, `id'is not-id--`, `id'not like id--`, `'sounds like
+/// rowid--`, `user'collate nocase--`, `' notnull--`). A boolean operator
+/// also needs a comparison, call or subquery, as in the boolean rule.
+/// Ended by a bare `;`, an expression not led by a boolean operator must
+/// also hold a literal, call or subquery (`'glob 1;`): "Students' =
+/// happy;" and "Jones' / Smith;" are text, `x' and pass glob pass;` is not.
+fn terminated_expression(t: &[Tok], i: usize) -> bool {
+    use Class as C;
+    let Some(first) = t.get(i) else {
+        return false;
+    };
+    let Some(term) = terminator(t) else {
+        return false;
+    };
+    let starts = match first.class {
+        C::Arith | C::Compare | C::Logic => true,
+        C::Unary => first.kw == Kw::Not,
+        C::Keyword => matches!(first.kw, Kw::Postfix | Kw::Qualifier),
+        _ => false,
+    };
+    if !starts {
+        return false;
+    }
+    walk(t, i, false).is_some_and(|s| {
+        (first.class != C::Logic || s.cmp || s.call || s.select)
+            && (term == Terminator::Comment
+                || first.class == C::Logic
+                || s.literal
+                || s.call
+                || s.select)
+    })
+}
+
 /// `… = <v>`: a value starting with a number is anchored there and judged
 /// like a quoted break-out; any value is scanned for strong shapes.
 fn judge_numeric(stream: &Stream) -> Option<Hit> {
@@ -1067,6 +1279,24 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
                 )
         })
     {
+        // …unless it is one statement cut off by `;--`: scripts do not
+        // end in an empty comment (`DELETE FROM users;--`).
+        let n = t.len();
+        let cut_off = n >= 3
+            && t[n - 1].class == Class::Comment
+            && t[n - 1].has(BLANK)
+            && t[n - 2].class == Class::Semi
+            && t[..n - 2].iter().filter(|x| x.class == Class::Semi).count() == 0;
+        let at = t
+            .iter()
+            .position(|x| x.class != Class::Comment)
+            .unwrap_or(0);
+        if cut_off && stacked_ok(t, at) {
+            return Some(Hit {
+                rule: R_STACKED,
+                from: at,
+            });
+        }
         return None;
     }
     let rule = match numeric_anchor(t) {
@@ -1077,7 +1307,13 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
             while class_at(t, i) == Some(Class::RParen) {
                 i += 1;
             }
-            logic_then_literal_comparison(t, i).then_some(R_TAUTOLOGY)
+            if logic_then_literal_comparison(t, i) {
+                Some(R_TAUTOLOGY)
+            } else if logic_literal_comment(t, i) {
+                Some(R_LITERAL_COMMENT)
+            } else {
+                leading_clause_probe(t).then_some(R_CLAUSE)
+            }
         }),
     };
     if let Some(rule) = rule {
@@ -1086,11 +1322,17 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
     anywhere(t, 0)
 }
 
-/// Index after a leading number (with optional signs), where a numeric
-/// break-out starts. Values not starting with a number (prose, names) are
-/// only checked for strong shapes: that is what keeps `rock and roll` and
-/// `a=1&b=2` quiet.
+/// Index after a leading number (with optional signs) or a leading string
+/// literal the value brings itself (`'hi' or 'x'='x'`, spliced unquoted),
+/// where a numeric break-out starts. Values not starting with a literal
+/// (prose, names) are only checked for strong shapes: that is what keeps
+/// `rock and roll` and `a=1&b=2` quiet.
 fn numeric_anchor(t: &[Tok]) -> Option<usize> {
+    if t.first()
+        .is_some_and(|x| x.class == Class::Str && !x.has(OPEN))
+    {
+        return Some(1);
+    }
     let mut i = 0;
     while t
         .get(i)
@@ -1099,6 +1341,17 @@ fn numeric_anchor(t: &[Tok]) -> Option<usize> {
         i += 1;
     }
     (class_at(t, i)? == Class::Num).then_some(i + 1)
+}
+
+/// `ORDER BY 1--`, `GROUP BY 2#`: a column-number clause that comments out
+/// the rest, as the whole value (the application put it after its own
+/// expression). "order by 2" without the comment is text.
+fn leading_clause_probe(t: &[Tok]) -> bool {
+    matches!(kw_at(t, 0), Kw::Order | Kw::Group)
+        && kw_at(t, 1) == Kw::By
+        && class_at(t, 2) == Some(Class::Num)
+        && t.last().is_some_and(|x| x.class == Class::Comment)
+        && walk(t, 2, true).is_some()
 }
 
 // ---------------------------------------------------------------------------
@@ -1139,6 +1392,9 @@ fn after_breakout(t: &[Tok], at: usize, end: End, quoted: bool) -> Option<&'stat
     }
     if quoted && comment_truncation(t, i) {
         return Some(R_COMMENT); // admin'--
+    }
+    if quoted && end != End::Unknown && terminated_expression(t, i) {
+        return Some(R_TERMINATED); // x'|email-- · id'not like id-- · x' or a like b;
     }
 
     // Weak shapes: only if the application's suffix still leaves a valid
@@ -1193,9 +1449,15 @@ fn after_breakout(t: &[Tok], at: usize, end: End, quoted: bool) -> Option<&'stat
                 };
                 (operand_ok && walk(t, i + 2, true).is_some()).then_some(R_CLAUSE)
             }
-            Kw::Having if quoted => walk(t, i + 1, true)
+            // ' HAVING 1=1-- · 1 HAVING 1=1
+            Kw::Having => walk(t, i + 1, true)
                 .is_some_and(|s| s.cmp)
                 .then_some(R_CLAUSE),
+            // ' LIMIT 1-- · 1 LIMIT 0,1#: only when a comment swallows the
+            // rest ("5 limit 3 per day" is prose).
+            Kw::Limit if end == End::Comment => (class_at(t, i + 1) == Some(C::Num)
+                && walk(t, i + 1, true).is_some())
+            .then_some(R_CLAUSE),
             _ => None,
         },
         _ => None,
@@ -1448,6 +1710,23 @@ fn logic_then_literal_comparison(t: &[Tok], i: usize) -> bool {
         .is_some_and(|x| x.class == C::Compare && (x.ch != 0 || x.has(LIKE)))
 }
 
+/// `or true--`, `) OR 1#`: a value that starts with a boolean operator and
+/// a lone literal and comments out the rest of the statement.
+fn logic_literal_comment(t: &[Tok], i: usize) -> bool {
+    use Class as C;
+    if class_at(t, i) != Some(C::Logic) {
+        return false;
+    }
+    let mut j = i + 1;
+    while matches!(class_at(t, j), Some(C::Unary | C::LParen)) {
+        j += 1;
+    }
+    matches!(class_at(t, j), Some(C::Num | C::Str))
+        && t.len() == j + 2
+        && t[j + 1].class == C::Comment
+        && t[j + 1].has(BLANK)
+}
+
 /// `a'or'a`, `x'and 1`, `'||'`, `x'or(…`: a boolean operator written
 /// against the closing quote with no space, followed by an operand that
 /// is not prose (a literal without spaces, a number, `(`, a call, `NOT`).
@@ -1584,6 +1863,8 @@ struct Shape {
     danger: bool,
     /// A subquery or `UNION SELECT` (the walk stops there).
     select: bool,
+    /// A number, string or variable operand.
+    literal: bool,
 }
 
 /// Does `t[start..]` parse as the continuation of a SQL expression, up to
@@ -1620,6 +1901,7 @@ fn walk(t: &[Tok], start: usize, mut want: bool) -> Option<Shape> {
                 if !want {
                     return None; // "1 or 2 people", "6' or 7'"
                 }
+                shape.literal |= x.class != C::Word;
                 want = false;
             }
             C::Func => {
@@ -1678,7 +1960,17 @@ fn walk(t: &[Tok], start: usize, mut want: bool) -> Option<Shape> {
                     return None;
                 }
             }
-            C::Keyword => want = x.kw != Kw::Closer,
+            C::Keyword => match x.kw {
+                // `x NOTNULL`: a comparison that closes its operand.
+                Kw::Postfix => {
+                    if want {
+                        return None;
+                    }
+                    shape.cmp = true;
+                }
+                Kw::Closer => want = false,
+                _ => want = true,
+            },
         }
         prev = Some(x.class);
     }
@@ -1809,6 +2101,110 @@ mod tests {
     }
 
     #[test]
+    fn terminated_expressions_empty_operands_and_clauses() {
+        let rule = |v: &str| detect(v.as_bytes()).map(|d| d.detail);
+        assert_eq!(
+            rule("x'|passwd--").as_deref(),
+            Some("terminated-expression [sobc]")
+        );
+        assert_eq!(
+            rule("k'is not -k--").as_deref(),
+            Some("terminated-expression [s=uobc]")
+        );
+        // Two-word operators are one comparison; NOTNULL is postfix.
+        assert_eq!(fingerprint("a sounds like b similar to c", None), "b=b=b");
+        assert_eq!(
+            rule("m' notnull --").as_deref(),
+            Some("terminated-expression [skc]")
+        );
+        assert_eq!(
+            rule("c'collate binary--").as_deref(),
+            Some("terminated-expression [skbc]")
+        );
+        // `;` alone needs a literal or a boolean operator.
+        assert!(rule("v'glob 7;").is_some());
+        assert!(rule("e' and pass glob pass;").is_some());
+        assert!(rule("Students' = happy;").is_none());
+        assert!(rule("Jones' / Smith;").is_none());
+        // A comment with words after an operator is not a terminator.
+        assert!(rule("James' - the best -- really").is_none());
+
+        assert_eq!(
+            rule("admin'-'").as_deref(),
+            Some("empty-string-operand [sos]")
+        );
+        assert_eq!(
+            rule("' or ''^'").as_deref(),
+            Some("empty-string-operand [s&sos]")
+        );
+        assert!(rule("'-'").is_none());
+        assert!(rule("use '-' as a separator").is_none());
+
+        let d = detect(b"or false--").unwrap();
+        assert_eq!(d.context, "sql:numeric");
+        assert_eq!(d.detail, "boolean-literal-then-comment [&nc]");
+        assert!(rule("or two --").is_none());
+
+        let d = detect(b"'ab' or 'q'='q';").unwrap();
+        assert_eq!(d.context, "sql:numeric");
+        assert!(rule("'Yes' or 'No'").is_none());
+        assert!(rule("ORDER BY 4-- -").is_some());
+        assert!(rule("order by 2").is_none());
+        assert!(rule("order by date --").is_none());
+
+        assert!(rule("4 HAVING 2=2").is_some());
+        assert!(rule("3' LIMIT 1#").is_some());
+        assert!(rule("5 limit 3 per day").is_none());
+
+        // A statement-led value is a pasted script unless `;--` cuts it.
+        assert!(rule("UPDATE members SET role=1;--").is_some());
+        assert!(rule("DELETE FROM sessions; -- nightly cleanup").is_none());
+        assert!(rule("DELETE FROM a;--\nDELETE FROM b;--").is_none());
+    }
+
+    #[test]
+    fn syntax_error_probes() {
+        for probe in ["1,\"(.,),),'", "7(,,.'\"..)(", "abc)')\")(.(,)"] {
+            let d = detect(probe.as_bytes()).unwrap();
+            assert_eq!(d.detail, "syntax-error-probe", "{probe}");
+        }
+        // Too short, one quote kind, no parenthesis, or not at the end.
+        for text in [
+            "print(\"('.')\")",
+            "x(''...''),(,.)",
+            "said \"'...,,,.'\"",
+            "1,\"(.,),),' more",
+        ] {
+            assert!(
+                detect(text.as_bytes()).is_none_or(|d| d.detail != "syntax-error-probe"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_segments_are_judged_alone() {
+        let d = detect_path(b"/api/orders/7 AND 31=31/lines").unwrap();
+        assert_eq!(d.context, "sql:numeric");
+        // The whole path does not start with a number.
+        assert!(detect(b"/api/orders/7 AND 31=31/lines").is_none());
+        assert!(detect_path(b"/shop/9 or 2>1").is_some());
+        assert!(detect_path(b"/item/24'union all select 1,2").is_some());
+        for ok in [
+            &b"/api/v1/users/42/orders"[..],
+            b"/blog/2024/05/o'reilly-interview",
+            b"/docs/2-or-3-things/index.html",
+            b"/photos/1 and 2/edit",
+            b"/",
+            b"",
+            b"//",
+            b"plain",
+        ] {
+            assert!(detect_path(ok).is_none(), "{}", String::from_utf8_lossy(ok));
+        }
+    }
+
+    #[test]
     fn lexer_classes() {
         assert_eq!(fingerprint("1' OR '1'='1", Some(b'\'')), "s&s=s");
         assert_eq!(fingerprint("O'Reilly", Some(b'\'')), "sb");
@@ -1843,8 +2239,11 @@ mod tests {
         let s = Stream::lex(b"no quote closes here", Some(b'\''), false);
         assert_eq!(s.len, 1);
         assert!(judge_quoted(&s).is_none());
-        // `''` right after the application's quote is an escaped quote.
-        assert!(detect(b"'' or 1=1--").is_none());
+        // `''` right after the application's quote is an escaped quote…
+        let s = Stream::lex(b"'' or 1=1--", Some(b'\''), false);
+        assert!(judge_quoted(&s).is_none());
+        // …while spliced unquoted it is an empty string and a tautology.
+        assert_eq!(detect(b"'' or 1=1--").unwrap().context, "sql:numeric");
     }
 
     #[test]
@@ -1886,6 +2285,7 @@ mod tests {
                 buf.push(alphabet[(state % alphabet.len() as u64) as usize]);
             }
             let _ = detect(&buf);
+            let _ = detect_path(&buf);
         }
         // Edges: lone quotes, escapes and comment openers at the very end.
         for edge in [
