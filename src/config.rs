@@ -122,7 +122,7 @@ struct FileConfig {
     // they are never silently ignored.
     waf: Option<FileWaf>,
     ip_lists: Option<S<IgnoredAny>>,
-    geoip: Option<S<IgnoredAny>>,
+    geoip: Option<FileGeo>,
     identity: Option<FileIdentity>,
     behavior: Option<FileBehavior>,
     audit: Option<FileAudit>,
@@ -221,6 +221,14 @@ struct FileIncidents {
     window: Option<S<String>>,
     /// Escalate an open incident one severity level after this long.
     escalate_after: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGeo {
+    database: S<String>,
+    deny_countries: Option<Vec<S<String>>>,
+    allow_countries: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -418,6 +426,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub incidents: IncidentConfig,
     pub auto_block: AutoBlockConfig,
+    /// `geoip`: countries of clients, allow/deny lists.
+    pub geoip: Option<crate::geo::GeoConfig>,
     /// `identity`: who is behind a request (`None`: nobody is named).
     pub identity: Option<crate::identity::IdentityConfig>,
     /// `notify.webhooks`: incident notifications.
@@ -861,11 +871,7 @@ pub fn key_path_at(text: &str, line: usize, column: usize) -> String {
 
 fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    for (name, sec) in [
-        ("ip_lists", &f.ip_lists),
-        ("geoip", &f.geoip),
-        ("redis", &f.redis),
-    ] {
+    for (name, sec) in [("ip_lists", &f.ip_lists), ("redis", &f.redis)] {
         if let Some(s) = sec {
             // The location of an ignored mapping is its first entry; point at
             // the section key instead, which is the line before for blocks.
@@ -1110,6 +1116,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     let (incidents, auto_block) = behavior_config(errs, f.behavior.as_ref());
     let webhooks = notify_config(errs, &base, f.notify.as_ref());
     let identity = f.identity.as_ref().map(|i| identity_config(errs, &base, i));
+    let geoip = f.geoip.as_ref().map(|g| geo_config(errs, &base, g));
     let instance_id = match &f.instance_id {
         Some(s) if s.value.trim().is_empty() || s.value.len() > 64 => {
             errs.at(s, "instance_id", "must be 1 to 64 characters");
@@ -1126,6 +1133,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         auto_block,
         webhooks,
         identity,
+        geoip,
         instance_id,
         path: path.to_path_buf(),
         waf,
@@ -1296,6 +1304,34 @@ fn audit_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileAudit>) -> Audi
         encryption_key,
         mask_fields: f.mask_fields.clone().unwrap_or_default(),
         checkpoint_every,
+    }
+}
+
+fn geo_config(errs: &mut Errs<'_>, base: &Path, f: &FileGeo) -> crate::geo::GeoConfig {
+    let database = base.join(&f.database.value);
+    if let Err(m) = crate::geo::open_reader(&database) {
+        errs.at(&f.database, "geoip.database", m);
+    }
+    let mut list = |v: &Option<Vec<S<String>>>, key: &str| -> Vec<String> {
+        v.iter()
+            .flatten()
+            .filter_map(|c| {
+                let code = c.value.trim().to_ascii_uppercase();
+                if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+                    Some(code)
+                } else {
+                    errs.at(c, key, "a country is an ISO 3166-1 alpha-2 code such as FR");
+                    None
+                }
+            })
+            .collect()
+    };
+    let deny_countries = list(&f.deny_countries, "geoip.deny_countries");
+    let allow_countries = list(&f.allow_countries, "geoip.allow_countries");
+    crate::geo::GeoConfig {
+        database,
+        deny_countries,
+        allow_countries,
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Snapshot {
     pub routes: Vec<(RouteConfig, Resolved)>,
     /// The compiled rule set; `None` without a `waf` section or with `mode: off`.
     pub rules: Option<Arc<RuleSet>>,
+    /// The GeoIP database (re-read on reload).
+    pub geo: Option<Arc<crate::geo::GeoDb>>,
 }
 
 /// Why a configuration could not become a snapshot.
@@ -88,6 +90,12 @@ impl Snapshot {
             Some(w) => crate::rules::load::load(w, &cfg.path)?.map(Arc::new),
             None => None,
         };
+        let geo = match &cfg.geoip {
+            Some(g) => Some(Arc::new(
+                crate::geo::GeoDb::open(g).map_err(SnapshotError::Other)?,
+            )),
+            None => None,
+        };
         let clients = (0..workers.max(1))
             .map(|_| upstream::build_client(&cfg.upstream))
             .collect();
@@ -97,6 +105,7 @@ impl Snapshot {
             default_upstream,
             routes,
             rules,
+            geo,
         })
     }
 }
@@ -192,7 +201,15 @@ impl Gateway {
             waf: None,
             inspection_truncated: false,
             user: None,
+            geo: None,
             jwt_problem: None,
+        };
+        let geo_refused = match &snap.geo {
+            Some(db) => {
+                rec.geo = db.country(client_ip);
+                db.refuses(rec.geo.as_deref())
+            }
+            None => false,
         };
         if let Some(icfg) = &snap.cfg.identity {
             let trusted_peer = upstream::is_trusted(conn.peer.ip(), &snap.cfg.trusted_proxies);
@@ -212,6 +229,19 @@ impl Gateway {
             .as_ref()
             .and_then(|s| s.blocklist.check(client_ip, Security::now()));
         let result = match blocked {
+            None if geo_refused => {
+                self.metrics
+                    .blocked
+                    .with_label_values(&["geo_blocked"])
+                    .inc();
+                Err(Reject::Blocked(Box::new(BlockInfo {
+                    status: 403,
+                    rule_ids: Vec::new(),
+                    expose: false,
+                    body: None,
+                    reason: "geo_blocked",
+                })))
+            }
             Some(_) => {
                 self.metrics
                     .blocked
@@ -339,6 +369,7 @@ impl Gateway {
                         outcome: crate::security::outcome(status).into(),
                         ip: Some(rec.client_ip),
                         user: rec.user.clone(),
+                        geo: rec.geo.clone(),
                         resource_type: p.resource_type.clone().or(rtype),
                         resource_id: rid,
                         endpoint: Some(rec.uri.path().to_string()),
@@ -385,14 +416,16 @@ impl Gateway {
             ),
             None => ("rule_match", 0, Vec::new()),
         };
-        let kind = if why == "inspection_error" || why == "response_inspection_error" {
-            "protocol_violation"
-        } else {
-            kind
+        let kind = match why {
+            "inspection_error" | "response_inspection_error" => "protocol_violation",
+            "geo_blocked" => "geo_blocked",
+            _ => kind,
         };
         // Severity: detect-only medium, a block high, a block at twice the
         // threshold or more critical (several independent strong matches).
-        let severity = if why == "detect" {
+        let severity = if why == "geo_blocked" {
+            1
+        } else if why == "detect" {
             2
         } else if score >= 10 {
             4
@@ -405,6 +438,7 @@ impl Gateway {
             severity,
             ip: Some(rec.client_ip),
             user: rec.user.clone(),
+            geo: rec.geo.clone(),
             request_id: rec.request_id.to_str().ok().map(str::to_owned),
             method: Some(rec.method.to_string()),
             host: rec
@@ -1122,6 +1156,8 @@ pub struct LogRecord {
     inspection_truncated: bool,
     /// From the identity layer (a verified JWT, a trusted proxy's header).
     user: Option<String>,
+    /// The client's country (GeoIP).
+    geo: Option<String>,
     /// A token that could not be verified (reported as an event).
     jwt_problem: Option<crate::identity::JwtProblem>,
 }

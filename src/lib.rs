@@ -27,6 +27,7 @@ pub mod demo;
 pub mod framing;
 pub mod ftw;
 pub mod gateway;
+pub mod geo;
 pub mod identity;
 pub mod incidents;
 pub mod metrics;

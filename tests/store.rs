@@ -792,3 +792,82 @@ admin:
     let (_, v) = admin(&gw, "GET", "/api/v1/audit/records?user=alice", "");
     assert_eq!(v["count"], 1, "{v}");
 }
+
+#[test]
+fn geoip_countries_are_recorded_and_denied_countries_refused() {
+    #[derive(serde::Serialize)]
+    struct C {
+        iso_code: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct R {
+        country: C,
+    }
+    let up = Upstream::start();
+    let dir = TempDir::new("geo");
+    let mut w = mmdb_writer::Writer::new("Test-Country");
+    w.insert(
+        "203.0.113.0/24".parse::<ipnet::IpNet>().unwrap(),
+        &R {
+            country: C { iso_code: "FR" },
+        },
+    )
+    .unwrap();
+    w.insert(
+        "198.51.100.0/24".parse::<ipnet::IpNet>().unwrap(),
+        &R {
+            country: C { iso_code: "US" },
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("geo.mmdb"), w.to_bytes().unwrap()).unwrap();
+    let cfg = format!(
+        r#"listen:
+  - addr: "127.0.0.1:0"
+upstream:
+  url: "http://{}"
+trusted_proxies: ["127.0.0.1/32"]
+geoip: {{database: geo.mmdb, deny_countries: [fr]}}
+store: {{path: data, sync: strict}}
+audit:
+  policies:
+    - match: {{method: DELETE, path: "/api/admin/**"}}
+      category: admin_action
+admin:
+  listen: "127.0.0.1:0"
+  tokens:
+    - token: "{TOKEN}"
+      role: admin
+"#,
+        up.addr
+    );
+    let gw = Gateway::start_in(dir, &cfg);
+    assert_eq!(
+        send(&gw, "GET", "/", "X-Forwarded-For: 203.0.113.8\r\n").0,
+        403
+    );
+    assert!(
+        up.requests().is_empty(),
+        "refused before reaching the upstream"
+    );
+    assert_eq!(
+        send(
+            &gw,
+            "DELETE",
+            "/api/admin/users/3",
+            "X-Forwarded-For: 198.51.100.8\r\n"
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        send(&gw, "GET", "/", "X-Forwarded-For: 192.0.2.8\r\n").0,
+        200,
+        "unknown countries pass a deny list"
+    );
+    let (_, v) = admin(&gw, "GET", "/api/v1/security/events?type=geo_blocked", "");
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["events"][0]["geo"], "FR");
+    let (_, v) = admin(&gw, "GET", "/api/v1/audit/records", "");
+    assert_eq!(v["records"][0]["geo"], "US", "{v}");
+}

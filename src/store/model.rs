@@ -60,6 +60,9 @@ pub struct EventIn {
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// The client's country (ISO 3166-1 alpha-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<String>,
     #[serde(skip_serializing_if = "Value::is_null", default)]
     pub details: Value,
 }
