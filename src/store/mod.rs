@@ -24,6 +24,7 @@ pub mod keys;
 pub mod model;
 pub mod query;
 pub mod redb_engine;
+mod reopen;
 pub mod retention;
 pub mod sled_engine;
 pub mod writer;

@@ -1,8 +1,8 @@
 //! sled behind [`Store`]: one tree per [`Space`].
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::path::Path;
+
+use super::reopen::Reopen;
 
 use super::{Op, Space, Store, StoreError};
 
@@ -12,12 +12,7 @@ struct Inner {
 }
 
 pub struct SledStore {
-    /// `None` only while a reopen failed (the next write tries again).
-    inner: RwLock<Option<Inner>>,
-    path: PathBuf,
-    /// A write failed: sled latches an I/O error as its global error and
-    /// returns it from then on, until the database is opened again.
-    failed: AtomicBool,
+    h: Reopen<Inner>,
 }
 
 fn err(e: sled::Error) -> StoreError {
@@ -33,46 +28,16 @@ fn err(e: sled::Error) -> StoreError {
 
 impl SledStore {
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        // sled latches any error of a write as its global error.
+        let latches = |e: &StoreError| {
+            matches!(
+                e,
+                StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Other(_)
+            )
+        };
         Ok(SledStore {
-            inner: RwLock::new(Some(Self::open_inner(path)?)),
-            path: path.to_path_buf(),
-            failed: AtomicBool::new(false),
+            h: Reopen::open(path, Self::open_inner, latches)?,
         })
-    }
-
-    fn inner(&self) -> Result<RwLockReadGuard<'_, Option<Inner>>, StoreError> {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        if g.is_none() {
-            return Err(StoreError::Io(
-                "the database is being reopened after an I/O error".into(),
-            ));
-        }
-        Ok(g)
-    }
-
-    fn reopen_if_failed(&self) -> Result<(), StoreError> {
-        if !self.failed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if !self.failed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        *g = None; // drops every handle: the file and its lock are released
-        *g = Some(Self::open_inner(&self.path)?);
-        self.failed.store(false, Ordering::Release);
-        tracing::warn!(path = %self.path.display(), "store reopened after a write error");
-        Ok(())
-    }
-
-    fn note<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
-        if matches!(
-            r,
-            Err(StoreError::Io(_)) | Err(StoreError::Corrupt(_)) | Err(StoreError::Other(_))
-        ) {
-            self.failed.store(true, Ordering::Release);
-        }
-        r
     }
 
     fn open_inner(path: &Path) -> Result<Inner, StoreError> {
@@ -99,9 +64,7 @@ impl SledStore {
         Ok(Inner { db, trees })
     }
 
-    fn write_once(&self, ops: &[Op], durable: bool) -> Result<(), StoreError> {
-        let g = self.inner()?;
-        let inner = g.as_ref().ok_or_else(reopening)?;
+    fn write_once(inner: &Inner, ops: &[Op], durable: bool) -> Result<(), StoreError> {
         // One batch per tree, applied in the order trees first appear: sled
         // logs them in that order, so a crash keeps a prefix of the batch
         // (records before their index entries, the chain head last).
@@ -144,32 +107,17 @@ impl Store for SledStore {
     }
 
     fn write(&self, ops: &[Op], durable: bool) -> Result<(), StoreError> {
-        self.reopen_if_failed()?;
-        let r = self.write_once(ops, durable);
-        self.note(r)
+        self.h.write(|inner| Self::write_once(inner, ops, durable))
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.reopen_if_failed()?;
-        let r = self
-            .inner()?
-            .as_ref()
-            .ok_or_else(reopening)?
-            .db
-            .flush()
-            .map(|_| ())
-            .map_err(err);
-        self.note(r)
+        self.h
+            .write(|inner| inner.db.flush().map(|_| ()).map_err(err))
     }
 
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let g = self.inner()?;
-        Ok(g.as_ref()
-            .ok_or_else(reopening)?
-            .tree(space)
-            .get(key)
-            .map_err(err)?
-            .map(|v| v.to_vec()))
+        self.h
+            .read(|inner| Ok(inner.tree(space).get(key).map_err(err)?.map(|v| v.to_vec())))
     }
 
     fn scan(
@@ -180,8 +128,23 @@ impl Store for SledStore {
         reverse: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let g = self.inner()?;
-        let t = g.as_ref().ok_or_else(reopening)?.tree(space);
+        self.h
+            .read(|inner| Self::scan_tree(inner.tree(space), from, to, reverse, visit))
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.h.read(|inner| inner.db.size_on_disk().map_err(err))
+    }
+}
+
+impl SledStore {
+    fn scan_tree(
+        t: &sled::Tree,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         let iter = match to {
             Some(to) if to <= from => return Ok(()),
             Some(to) => t.range(from..to),
@@ -206,18 +169,4 @@ impl Store for SledStore {
         }
         Ok(())
     }
-
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner()?
-            .as_ref()
-            .ok_or_else(reopening)?
-            .db
-            .size_on_disk()
-            .map_err(err)
-    }
-}
-
-/// The handle is closed while a reopen after a write error is pending.
-fn reopening() -> StoreError {
-    StoreError::Io("the store is being reopened after an I/O error".into())
 }
