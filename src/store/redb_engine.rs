@@ -14,6 +14,15 @@ pub struct RedbStore {
     h: Reopen<Database>,
 }
 
+type Bytes<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
+type Entry<'a> = Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 fn table(s: Space) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(s.name())
 }
@@ -60,7 +69,7 @@ fn write_ops(db: &Database, ops: &[Op], durable: bool) -> Result<(), StoreError>
     })
     .map_err(err)?;
     {
-        let mut open: Vec<(Space, redb::Table<&[u8], &[u8]>)> = Vec::new();
+        let mut open: Vec<(Space, Bytes<'_>)> = Vec::new();
         for op in ops {
             let space = match op {
                 Op::Put(s, ..) | Op::Delete(s, _) => *s,
@@ -128,10 +137,7 @@ impl Store for RedbStore {
                 Some(to) => t.range::<&[u8]>(from..to).map_err(err)?,
                 None => t.range::<&[u8]>(from..).map_err(err)?,
             };
-            let mut step = |r: Result<
-                (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
-                redb::StorageError,
-            >| {
+            let mut step = |r: Entry<'_>| {
                 let (k, v) = r.map_err(err)?;
                 Ok::<bool, StoreError>(visit(k.value(), v.value()))
             };
