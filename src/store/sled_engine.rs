@@ -43,19 +43,32 @@ impl SledStore {
     fn open_inner(path: &Path) -> Result<Inner, StoreError> {
         // The writer decides when to flush (group commit); sled's own
         // background flush is off so a batch's durability is ours to say.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .flush_every_ms(None)
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| {
+            .cache_capacity(64 << 20);
+        let try_open = || {
+            config.open().map_err(|e| {
                 let s = e.to_string();
                 if s.contains("lock") || s.contains("Resource temporarily unavailable") {
                     StoreError::Locked(s)
                 } else {
                     err(e)
                 }
-            })?;
+            })
+        };
+        // sled's I/O threads release a closed database's file lock a moment
+        // after its last handle goes (a reopen after a write error, a tool
+        // opening a store the same process just closed): a bounded retry.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let db = loop {
+            match try_open() {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => break r?,
+            }
+        };
         let trees = Space::ALL
             .iter()
             .map(|s| db.open_tree(s.name()))
