@@ -439,7 +439,7 @@ pub struct Config {
 /// `store`: where and how records are kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
-    /// Relative paths are relative to the config file.
+    /// Relative paths are relative to the working directory.
     pub path: PathBuf,
     pub engine: crate::store::Engine,
     pub sync: crate::store::writer::SyncMode,
@@ -1111,7 +1111,7 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
     };
 
     let waf = f.waf.as_ref().map(|w| waf_config(errs, w));
-    let store = store_config(errs, &base, f.store.as_ref());
+    let store = store_config(errs, f.store.as_ref());
     let audit = audit_config(errs, &base, f.audit.as_ref());
     let (incidents, auto_block) = behavior_config(errs, f.behavior.as_ref());
     let webhooks = notify_config(errs, &base, f.notify.as_ref());
@@ -1176,7 +1176,7 @@ fn one_of<T: Copy>(
     }
 }
 
-fn store_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileStore>) -> StoreConfig {
+fn store_config(errs: &mut Errs<'_>, f: Option<&FileStore>) -> StoreConfig {
     use crate::store::Engine;
     use crate::store::writer::{OnError, SyncMode};
     let d = FileStore::default();
@@ -1194,11 +1194,9 @@ fn store_config(errs: &mut Errs<'_>, base: &Path, f: Option<&FileStore>) -> Stor
         None => 65_536,
     };
     StoreConfig {
-        path: if path.is_absolute() {
-            path
-        } else {
-            base.join(path)
-        },
+        // Like `logging.dir`: relative to the working directory (systemd's
+        // WorkingDirectory=/var/lib/portcullis gives /var/lib/portcullis/data).
+        path,
         engine: one_of(
             errs,
             &f.engine,
