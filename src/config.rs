@@ -1951,8 +1951,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             ok.store.path,
-            Path::new("/etc/p/d"),
-            "relative to the config file"
+            Path::new("d"),
+            "relative to the working directory"
         );
         assert_eq!(ok.store.engine, crate::store::Engine::Redb);
         assert_eq!(ok.auto_block.exempt.len(), 2, "loopback exempt by default");

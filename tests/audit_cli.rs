@@ -453,8 +453,8 @@ fn the_configuration_names_the_store_and_its_key() {
         ),
     )
     .unwrap();
-    // store.path is relative to the configuration file.
-    let data = cfg_dir.join("store");
+    // store.path is relative to the working directory (like logging.dir).
+    let data = cwd.path().join("store");
     build(&data, Engine::Redb, Some(master_key_from(&key).unwrap()), 4);
     let c = cfg.to_str().unwrap();
 
