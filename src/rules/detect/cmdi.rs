@@ -1102,6 +1102,16 @@ fn class_of(name: &[u8]) -> Option<u16> {
         | b"invoke-expression" | b"invoke-webrequest" | b"invoke-restmethod"
         | b"invoke-wmimethod" | b"start-process" | b"new-object" | b"ssh-copy-id"
         | b"ssh-keygen" => NAME | BARE | NET | FILE,
+        // Configuration-management, package and security tooling whose
+        // names nobody writes in prose (hyphenated or vendor-specific): they
+        // run or install code, dump secrets or turn off protections, with
+        // any argument or none.
+        b"ansible-playbook" | b"ansible-galaxy" | b"ansible-console" | b"ansible-doc"
+        | b"ansible-inventory" | b"ansible-pull" | b"ansible-vault" | b"ansible-config"
+        | b"chef-client" | b"chef-shell" | b"chef-run" | b"chef-vault" | b"chef-solo"
+        | b"salt-call" | b"salt-run" | b"cscli" | b"pip3" | b"pipx" | b"aptitude"
+        | b"aa-disable" | b"aa-complain" | b"aa-teardown" | b"apparmor_parser" | b"setenforce"
+        | b"rmt-tar" | b"rmt-dump" => NAME | BARE,
         b"pwd" | b"printenv" | b"getent" => BARE,
         b"id" | b"ls" | b"ps" | b"env" | b"who" | b"dir" | b"ver" | b"top" | b"hostname"
         | b"netstat" | b"uptime" | b"lsof" => BARE_TIGHT,
@@ -1128,16 +1138,12 @@ fn class_of(name: &[u8]) -> Option<u16> {
         | b"systemctl" | b"service" | b"shutdown" | b"reboot" | b"iptables" | b"eval" | b"exec"
         | b"nohup" | b"xargs" | b"export" | b"history" | b"chattr" | b"mkfifo" | b"mknod"
         | b"nice" | b"command" | b"builtin" | b"start" | b"set" | b"mount" | b"df" | b"free"
-        | b"runas" | b"diskpart" | b"fsutil" | b"forfiles" | b"makecab"
+        | b"runas" | b"diskpart" | b"fsutil" | b"forfiles" | b"makecab" | b"ip"
         // Binaries that run other programs or fetch and install code
         // (configuration management, package managers, wrappers that
         // spawn a command, tools with a shell escape); English-looking
         // ones (`time`, `watch`, `make`) still need an option or path.
-        | b"ansible" | b"ansible-playbook" | b"ansible-galaxy" | b"ansible-console"
-        | b"ansible-doc" | b"ansible-inventory" | b"ansible-pull" | b"ansible-vault"
-        | b"ansible-config" | b"chef" | b"chef-client" | b"chef-shell" | b"chef-run"
-        | b"chef-vault" | b"knife" | b"salt" | b"salt-call" | b"puppet" | b"cscli" | b"pip"
-        | b"pip3" | b"pipx" | b"npm" | b"npx" | b"gem" | b"apt" | b"apt-get" | b"yum"
+        | b"ansible" | b"chef" | b"knife" | b"salt" | b"puppet" | b"pip" | b"npm" | b"npx" | b"gem" | b"apt" | b"apt-get" | b"yum"
         | b"dnf" | b"rpm" | b"dpkg" | b"flock" | b"cpulimit" | b"perf" | b"rmt" | b"trap"
         | b"docker" | b"kubectl" | b"tcpdump" | b"screen" | b"tmux" | b"expect"
         | b"systemd-run" | b"unshare" | b"chroot" | b"setarch" | b"taskset" | b"ionice"
@@ -1146,6 +1152,26 @@ fn class_of(name: &[u8]) -> Option<u16> {
         | b"nmcli" | b"time" | b"timedatectl" | b"run-parts" | b"logsave" => 0,
         _ => return None,
     })
+}
+
+/// The interpreter or compiler a versioned binary name stands for
+/// (`python3.10` → `python`, `php8.1` → `php`, `gcc-12` → `gcc`); `None` for
+/// names with no version suffix or another stem.
+fn unversioned(name: &[u8]) -> Option<&[u8]> {
+    let end = name
+        .iter()
+        .rposition(|b| !(b.is_ascii_digit() || *b == b'.' || *b == b'-'))?
+        + 1;
+    let version = &name[end..];
+    if !version.iter().any(u8::is_ascii_digit) || version.len() > 8 {
+        return None;
+    }
+    let stem = &name[..end];
+    const STEMS: &[&[u8]] = &[
+        b"python", b"python2", b"python3", b"php", b"perl", b"ruby", b"node", b"lua",
+        b"gcc", b"java", b"tclsh", b"pip",
+    ];
+    STEMS.iter().copied().find(|s| *s == stem)
 }
 
 /// Commands `cmd.exe` can run (built-ins and stock Windows binaries, plus
@@ -1589,7 +1615,15 @@ impl Analyzer {
                 name = stem;
             }
         }
-        let class = class_of(name)?;
+        let (name, class) = match class_of(name) {
+            Some(c) => (name, c),
+            None => {
+                // A versioned interpreter or compiler (`python3.10`,
+                // `php8.1`, `gcc-12`, `perl5.36`) is the same binary.
+                let base = unversioned(name)?;
+                (base, class_of(base)?)
+            }
+        };
         if self.mode != Mode::Posix && !on_windows(name) {
             return None;
         }
@@ -2114,6 +2148,40 @@ mod tests {
             flagged("'; ls -la #").is_some(),
             "a comment swallows the rest"
         );
+    }
+
+    #[test]
+    fn tooling_names_and_versioned_interpreters() {
+        for hit in [
+            ";ansible-config dump",
+            "x; ansible-vault decrypt secret",
+            "|chef-shell",
+            "&& cscli alerts list",
+            ";pip3 install something",
+            ";aa-disable php-fpm",
+            ";python3.10 -c x",
+            "\x27p\x27ython3.10 x",
+            "|php8.1 -r x",
+            ";gcc-12 x.c",
+            "$(perl5.36 -e x)",
+        ] {
+            assert!(flagged(hit).is_some(), "{hit}");
+        }
+        for miss in [
+            "ansible-config dump",
+            "see the chef-client docs",
+            "python3.10 is out",
+            "rock; python3.10 release notes",
+            "release; node18 support",
+            "a; gcc7.4 compiler",
+            ";python3.x",
+        ] {
+            assert!(flagged(miss).is_none(), "{miss}");
+        }
+        assert_eq!(unversioned(b"python3.10"), Some(&b"python"[..]));
+        assert_eq!(unversioned(b"gcc-12"), Some(&b"gcc"[..]));
+        assert_eq!(unversioned(b"python"), None);
+        assert_eq!(unversioned(b"x11"), None);
     }
 
     #[test]
