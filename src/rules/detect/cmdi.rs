@@ -216,6 +216,53 @@ fn value_lead(s: &[u8]) -> bool {
     matches!(rest.get(blank), Some(b'|' | b';' | b'&' | b'\n'))
 }
 
+/// `;echo QWERTY`, `' && printf x`, `127.0.0.1"|echo x`: the input opens
+/// with a break-out — at its very start, or right after one value-shaped
+/// word and, in a quoted pass, the quote that closes it. Prose and code do
+/// not open with an operator; a leading `|` counts only when the input does
+/// not also end with one (a Markdown table row).
+fn opens_with_breakout(s: &[u8], quote: Quote) -> bool {
+    let n = s
+        .iter()
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_' | b'-' | b'/')
+        })
+        .count();
+    if n > 64 {
+        return false;
+    }
+    let mut rest = &s[n..];
+    let closing = match quote {
+        Quote::None => None,
+        Quote::Single => Some(b'\''),
+        Quote::Double => Some(b'"'),
+    };
+    if let Some(q) = closing {
+        match rest.split_first() {
+            Some((&b, tail)) if b == q => rest = tail,
+            _ => return false,
+        }
+    } else if n > 0 && !s[..n].iter().any(|&b| b.is_ascii_digit() || b == b'.') {
+        // An unquoted lead must look like a value (`127.0.0.1`, `a.txt`).
+        return false;
+    }
+    let blank = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    match rest.get(blank) {
+        Some(b';' | b'&' | b'\n') => true,
+        Some(b'|') => {
+            let end = s
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map(|e| s[e]);
+            end != Some(b'|') || closing.is_some()
+        }
+        _ => false,
+    }
+}
+
 /// `() { …` at the start: how bash (Shellshock, CVE-2014-6271) imports a
 /// function from an environment variable, which is where headers and CGI
 /// parameters end up. As a command line it would be a syntax error, so the
@@ -249,6 +296,7 @@ fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
     let mut an = Analyzer::new(mode, quote == Quote::None);
     an.doc = doc;
     an.lead = quote == Quote::None && value_lead(s);
+    an.opening = opens_with_breakout(s, quote);
     let mut pending: Option<Finding> = None;
     let mut line_error = false;
     let mut in_comment = false;
@@ -1415,6 +1463,8 @@ struct Command {
     /// Read in a document: only a trick on the command word (or `$IFS`,
     /// ANSI-C quoting in an argument) is evidence.
     doc: bool,
+    /// The first command after a break-out that opens the input.
+    opening: bool,
 }
 
 struct Analyzer {
@@ -1442,6 +1492,9 @@ struct Analyzer {
     /// The input starts with one value-shaped word and a break-out (see
     /// [`value_lead`]): the first command after it counts as glued.
     lead: bool,
+    /// The input opens with a break-out (see [`opens_with_breakout`]): the
+    /// first command after it counts with any argument.
+    opening: bool,
 }
 
 impl Analyzer {
@@ -1459,6 +1512,7 @@ impl Analyzer {
             globs: 0,
             doc: false,
             lead: false,
+            opening: false,
         }
     }
 
@@ -1497,9 +1551,16 @@ impl Analyzer {
                 return None;
             }
             let prefix = is_prefix(&w.text);
+            // Only the first word after the opening break-out (or after
+            // prefixes such as `sudo` on it) may use it.
+            let opening = after.is_some() && self.opening;
             self.cmd = self.command(w, after);
             if let Some(c) = &mut self.cmd {
                 c.strong = c.strong.or(self.carry);
+                c.opening = opening;
+            }
+            if !prefix && after.is_some() {
+                self.opening = false;
             }
             self.carry = if prefix { self.carry.or(w.obf) } else { None };
             if prefix {
@@ -1646,6 +1707,7 @@ impl Analyzer {
             numeric_only: true,
             mode: self.mode,
             doc: self.doc,
+            opening: false,
         })
     }
 
@@ -1715,6 +1777,18 @@ impl Command {
                     Some("name")
                 } else if self.args > 0 && self.class & TIMER != 0 && self.numeric_only {
                     Some("delay")
+                } else if self.args > 0
+                    && self.opening
+                    && !span
+                    && (self.tight
+                        || matches!(&self.name[..self.name_len], b"echo" | b"printf"))
+                {
+                    // `;echo QWERTY`, `"&& printf x`: nothing but an
+                    // injection opens a value with a break-out and a command.
+                    Some("opening")
+                } else if self.args > 0 && matches!(self.after, Some("$(" | "<(" | ">(")) {
+                    // `$(printf x)`: a command substitution runs a command.
+                    Some("substitution")
                 } else {
                     None
                 };
@@ -2182,6 +2256,38 @@ mod tests {
         assert_eq!(unversioned(b"gcc-12"), Some(&b"gcc"[..]));
         assert_eq!(unversioned(b"python"), None);
         assert_eq!(unversioned(b"x11"), None);
+    }
+
+    #[test]
+    fn opening_break_out_and_substitution() {
+        for hit in [
+            ";echo QWERTY",
+            "|echo QWERTY",
+            "&& echo \"QWERTY\"",
+            "\";echo QWERTY;\"",
+            "';echo QWERTY;'",
+            "x\"&&echo ABC&&\"",
+            "127.0.0.1;printf abc",
+            ";make x",
+            "$(printf whoami)",
+            "a <(echo x) b",
+        ] {
+            assert!(flagged(hit).is_some(), "{hit}");
+        }
+        for miss in [
+            "| echo | prints its arguments |",
+            "rock; echo chamber",
+            "cats & dogs; make sure",
+            "a; echo x",
+            "; make sure",
+            "; sort by date",
+            "$(this).hide()",
+            "$(document).ready(fn)",
+            "it's fine; echo that",
+            ";echo",
+        ] {
+            assert!(flagged(miss).is_none(), "{miss}");
+        }
     }
 
     #[test]
