@@ -216,6 +216,53 @@ fn value_lead(s: &[u8]) -> bool {
     matches!(rest.get(blank), Some(b'|' | b';' | b'&' | b'\n'))
 }
 
+/// `;echo QWERTY`, `' && printf x`, `127.0.0.1"|echo x`: the input opens
+/// with a break-out — at its very start, or right after one value-shaped
+/// word and, in a quoted pass, the quote that closes it. Prose and code do
+/// not open with an operator; a leading `|` counts only when the input does
+/// not also end with one (a Markdown table row).
+fn opens_with_breakout(s: &[u8], quote: Quote) -> bool {
+    let n = s
+        .iter()
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_' | b'-' | b'/')
+        })
+        .count();
+    if n > 64 {
+        return false;
+    }
+    let mut rest = &s[n..];
+    let closing = match quote {
+        Quote::None => None,
+        Quote::Single => Some(b'\''),
+        Quote::Double => Some(b'"'),
+    };
+    if let Some(q) = closing {
+        match rest.split_first() {
+            Some((&b, tail)) if b == q => rest = tail,
+            _ => return false,
+        }
+    } else if n > 0 && !s[..n].iter().any(|&b| b.is_ascii_digit() || b == b'.') {
+        // An unquoted lead must look like a value (`127.0.0.1`, `a.txt`).
+        return false;
+    }
+    let blank = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    match rest.get(blank) {
+        Some(b';' | b'&' | b'\n') => true,
+        Some(b'|') => {
+            let end = s
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map(|e| s[e]);
+            end != Some(b'|') || closing.is_some()
+        }
+        _ => false,
+    }
+}
+
 /// `() { …` at the start: how bash (Shellshock, CVE-2014-6271) imports a
 /// function from an environment variable, which is where headers and CGI
 /// parameters end up. As a command line it would be a syntax error, so the
@@ -249,6 +296,7 @@ fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
     let mut an = Analyzer::new(mode, quote == Quote::None);
     an.doc = doc;
     an.lead = quote == Quote::None && value_lead(s);
+    an.opening = opens_with_breakout(s, quote);
     let mut pending: Option<Finding> = None;
     let mut line_error = false;
     let mut in_comment = false;
@@ -1102,6 +1150,16 @@ fn class_of(name: &[u8]) -> Option<u16> {
         | b"invoke-expression" | b"invoke-webrequest" | b"invoke-restmethod"
         | b"invoke-wmimethod" | b"start-process" | b"new-object" | b"ssh-copy-id"
         | b"ssh-keygen" => NAME | BARE | NET | FILE,
+        // Configuration-management, package and security tooling whose
+        // names nobody writes in prose (hyphenated or vendor-specific): they
+        // run or install code, dump secrets or turn off protections, with
+        // any argument or none.
+        b"ansible-playbook" | b"ansible-galaxy" | b"ansible-console" | b"ansible-doc"
+        | b"ansible-inventory" | b"ansible-pull" | b"ansible-vault" | b"ansible-config"
+        | b"chef-client" | b"chef-shell" | b"chef-run" | b"chef-vault" | b"chef-solo"
+        | b"salt-call" | b"salt-run" | b"cscli" | b"pip3" | b"pipx" | b"aptitude"
+        | b"aa-disable" | b"aa-complain" | b"aa-teardown" | b"apparmor_parser" | b"setenforce"
+        | b"rmt-tar" | b"rmt-dump" => NAME | BARE,
         b"pwd" | b"printenv" | b"getent" => BARE,
         b"id" | b"ls" | b"ps" | b"env" | b"who" | b"dir" | b"ver" | b"top" | b"hostname"
         | b"netstat" | b"uptime" | b"lsof" => BARE_TIGHT,
@@ -1128,16 +1186,12 @@ fn class_of(name: &[u8]) -> Option<u16> {
         | b"systemctl" | b"service" | b"shutdown" | b"reboot" | b"iptables" | b"eval" | b"exec"
         | b"nohup" | b"xargs" | b"export" | b"history" | b"chattr" | b"mkfifo" | b"mknod"
         | b"nice" | b"command" | b"builtin" | b"start" | b"set" | b"mount" | b"df" | b"free"
-        | b"runas" | b"diskpart" | b"fsutil" | b"forfiles" | b"makecab"
+        | b"runas" | b"diskpart" | b"fsutil" | b"forfiles" | b"makecab" | b"ip"
         // Binaries that run other programs or fetch and install code
         // (configuration management, package managers, wrappers that
         // spawn a command, tools with a shell escape); English-looking
         // ones (`time`, `watch`, `make`) still need an option or path.
-        | b"ansible" | b"ansible-playbook" | b"ansible-galaxy" | b"ansible-console"
-        | b"ansible-doc" | b"ansible-inventory" | b"ansible-pull" | b"ansible-vault"
-        | b"ansible-config" | b"chef" | b"chef-client" | b"chef-shell" | b"chef-run"
-        | b"chef-vault" | b"knife" | b"salt" | b"salt-call" | b"puppet" | b"cscli" | b"pip"
-        | b"pip3" | b"pipx" | b"npm" | b"npx" | b"gem" | b"apt" | b"apt-get" | b"yum"
+        | b"ansible" | b"chef" | b"knife" | b"salt" | b"puppet" | b"pip" | b"npm" | b"npx" | b"gem" | b"apt" | b"apt-get" | b"yum"
         | b"dnf" | b"rpm" | b"dpkg" | b"flock" | b"cpulimit" | b"perf" | b"rmt" | b"trap"
         | b"docker" | b"kubectl" | b"tcpdump" | b"screen" | b"tmux" | b"expect"
         | b"systemd-run" | b"unshare" | b"chroot" | b"setarch" | b"taskset" | b"ionice"
@@ -1146,6 +1200,26 @@ fn class_of(name: &[u8]) -> Option<u16> {
         | b"nmcli" | b"time" | b"timedatectl" | b"run-parts" | b"logsave" => 0,
         _ => return None,
     })
+}
+
+/// The interpreter or compiler a versioned binary name stands for
+/// (`python3.10` → `python`, `php8.1` → `php`, `gcc-12` → `gcc`); `None` for
+/// names with no version suffix or another stem.
+fn unversioned(name: &[u8]) -> Option<&[u8]> {
+    let end = name
+        .iter()
+        .rposition(|b| !(b.is_ascii_digit() || *b == b'.' || *b == b'-'))?
+        + 1;
+    let version = &name[end..];
+    if !version.iter().any(u8::is_ascii_digit) || version.len() > 8 {
+        return None;
+    }
+    let stem = &name[..end];
+    const STEMS: &[&[u8]] = &[
+        b"python", b"python2", b"python3", b"php", b"perl", b"ruby", b"node", b"lua",
+        b"gcc", b"java", b"tclsh", b"pip",
+    ];
+    STEMS.iter().copied().find(|s| *s == stem)
 }
 
 /// Commands `cmd.exe` can run (built-ins and stock Windows binaries, plus
@@ -1389,6 +1463,8 @@ struct Command {
     /// Read in a document: only a trick on the command word (or `$IFS`,
     /// ANSI-C quoting in an argument) is evidence.
     doc: bool,
+    /// The first command after a break-out that opens the input.
+    opening: bool,
 }
 
 struct Analyzer {
@@ -1416,6 +1492,9 @@ struct Analyzer {
     /// The input starts with one value-shaped word and a break-out (see
     /// [`value_lead`]): the first command after it counts as glued.
     lead: bool,
+    /// The input opens with a break-out (see [`opens_with_breakout`]): the
+    /// first command after it counts with any argument.
+    opening: bool,
 }
 
 impl Analyzer {
@@ -1433,6 +1512,7 @@ impl Analyzer {
             globs: 0,
             doc: false,
             lead: false,
+            opening: false,
         }
     }
 
@@ -1471,9 +1551,16 @@ impl Analyzer {
                 return None;
             }
             let prefix = is_prefix(&w.text);
+            // Only the first word after the opening break-out (or after
+            // prefixes such as `sudo` on it) may use it.
+            let opening = after.is_some() && self.opening;
             self.cmd = self.command(w, after);
             if let Some(c) = &mut self.cmd {
                 c.strong = c.strong.or(self.carry);
+                c.opening = opening;
+            }
+            if !prefix && after.is_some() {
+                self.opening = false;
             }
             self.carry = if prefix { self.carry.or(w.obf) } else { None };
             if prefix {
@@ -1589,7 +1676,15 @@ impl Analyzer {
                 name = stem;
             }
         }
-        let class = class_of(name)?;
+        let (name, class) = match class_of(name) {
+            Some(c) => (name, c),
+            None => {
+                // A versioned interpreter or compiler (`python3.10`,
+                // `php8.1`, `gcc-12`, `perl5.36`) is the same binary.
+                let base = unversioned(name)?;
+                (base, class_of(base)?)
+            }
+        };
         if self.mode != Mode::Posix && !on_windows(name) {
             return None;
         }
@@ -1612,6 +1707,7 @@ impl Analyzer {
             numeric_only: true,
             mode: self.mode,
             doc: self.doc,
+            opening: false,
         })
     }
 
@@ -1681,6 +1777,18 @@ impl Command {
                     Some("name")
                 } else if self.args > 0 && self.class & TIMER != 0 && self.numeric_only {
                     Some("delay")
+                } else if self.args > 0
+                    && self.opening
+                    && !span
+                    && (self.tight
+                        || matches!(&self.name[..self.name_len], b"echo" | b"printf"))
+                {
+                    // `;echo QWERTY`, `"&& printf x`: nothing but an
+                    // injection opens a value with a break-out and a command.
+                    Some("opening")
+                } else if self.args > 0 && matches!(self.after, Some("$(" | "<(" | ">(")) {
+                    // `$(printf x)`: a command substitution runs a command.
+                    Some("substitution")
                 } else {
                     None
                 };
@@ -2114,6 +2222,72 @@ mod tests {
             flagged("'; ls -la #").is_some(),
             "a comment swallows the rest"
         );
+    }
+
+    #[test]
+    fn tooling_names_and_versioned_interpreters() {
+        for hit in [
+            ";ansible-config dump",
+            "x; ansible-vault decrypt secret",
+            "|chef-shell",
+            "&& cscli alerts list",
+            ";pip3 install something",
+            ";aa-disable php-fpm",
+            ";python3.10 -c x",
+            "\x27p\x27ython3.10 x",
+            "|php8.1 -r x",
+            ";gcc-12 x.c",
+            "$(perl5.36 -e x)",
+        ] {
+            assert!(flagged(hit).is_some(), "{hit}");
+        }
+        for miss in [
+            "ansible-config dump",
+            "see the chef-client docs",
+            "python3.10 is out",
+            "rock; python3.10 release notes",
+            "release; node18 support",
+            "a; gcc7.4 compiler",
+            ";python3.x",
+        ] {
+            assert!(flagged(miss).is_none(), "{miss}");
+        }
+        assert_eq!(unversioned(b"python3.10"), Some(&b"python"[..]));
+        assert_eq!(unversioned(b"gcc-12"), Some(&b"gcc"[..]));
+        assert_eq!(unversioned(b"python"), None);
+        assert_eq!(unversioned(b"x11"), None);
+    }
+
+    #[test]
+    fn opening_break_out_and_substitution() {
+        for hit in [
+            ";echo QWERTY",
+            "|echo QWERTY",
+            "&& echo \"QWERTY\"",
+            "\";echo QWERTY;\"",
+            "';echo QWERTY;'",
+            "x\"&&echo ABC&&\"",
+            "127.0.0.1;printf abc",
+            ";make x",
+            "$(printf whoami)",
+            "a <(echo x) b",
+        ] {
+            assert!(flagged(hit).is_some(), "{hit}");
+        }
+        for miss in [
+            "| echo | prints its arguments |",
+            "rock; echo chamber",
+            "cats & dogs; make sure",
+            "a; echo x",
+            "; make sure",
+            "; sort by date",
+            "$(this).hide()",
+            "$(document).ready(fn)",
+            "it's fine; echo that",
+            ";echo",
+        ] {
+            assert!(flagged(miss).is_none(), "{miss}");
+        }
     }
 
     #[test]
