@@ -1216,8 +1216,8 @@ fn unversioned(name: &[u8]) -> Option<&[u8]> {
     }
     let stem = &name[..end];
     const STEMS: &[&[u8]] = &[
-        b"python", b"python2", b"python3", b"php", b"perl", b"ruby", b"node", b"lua",
-        b"gcc", b"java", b"tclsh", b"pip",
+        b"python", b"python2", b"python3", b"php", b"perl", b"ruby", b"node", b"lua", b"gcc",
+        b"java", b"tclsh", b"pip",
     ];
     STEMS.iter().copied().find(|s| *s == stem)
 }
@@ -1780,8 +1780,7 @@ impl Command {
                 } else if self.args > 0
                     && self.opening
                     && !span
-                    && (self.tight
-                        || matches!(&self.name[..self.name_len], b"echo" | b"printf"))
+                    && (self.tight || matches!(&self.name[..self.name_len], b"echo" | b"printf"))
                 {
                     // `;echo QWERTY`, `"&& printf x`: nothing but an
                     // injection opens a value with a break-out and a command.
