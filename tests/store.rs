@@ -20,34 +20,28 @@ rules:
     tests: {match: ["1' OR '1'='1"], no_match: ["O'Reilly"]}
 "#;
 
+/// A gateway config in front of `up`: the given sections, then an admin
+/// listener with `TOKEN` in `role`.
+fn config(up: std::net::SocketAddr, sections: &str, role: &str) -> String {
+    format!(
+        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{up}\"\n{sections}admin:\n  listen: \"127.0.0.1:0\"\n  tokens:\n    - token: \"{TOKEN}\"\n      role: {role}\n"
+    )
+}
+
+/// The audit policy the tests share: admin deletions are audited.
+const AUDIT_DELETES: &str = "audit:\n  policies:\n    - match: {method: DELETE, path: \"/api/admin/**\"}\n      category: admin_action\n";
+
 fn start(sync: &str) -> (Upstream, Gateway) {
     let up = Upstream::start();
     let dir = TempDir::new("store");
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/sqli.yaml"), PACK).unwrap();
-    let cfg = format!(
-        r#"listen:
-  - addr: "127.0.0.1:0"
-upstream:
-  url: "http://{}"
-trusted_proxies: ["127.0.0.1/32"]
-waf:
-  rules: ["rules/*.yaml"]
-store:
-  path: data
-  sync: {sync}
-audit:
-  checkpoint_every: 2
-  policies:
-    - match: {{method: DELETE, path: "/api/admin/**"}}
-      category: admin_action
-admin:
-  listen: "127.0.0.1:0"
-  tokens:
-    - token: "{TOKEN}"
-      role: admin
-"#,
-        up.addr
+    let cfg = config(
+        up.addr,
+        &format!(
+            "trusted_proxies: [\"127.0.0.1/32\"]\nwaf:\n  rules: [\"rules/*.yaml\"]\nstore:\n  path: data\n  sync: {sync}\n{AUDIT_DELETES}  checkpoint_every: 2\n"
+        ),
+        "admin",
     );
     (up, Gateway::start_in(dir, &cfg))
 }
@@ -711,25 +705,12 @@ fn the_identity_layer_names_users_in_audit_records_and_reports_bad_tokens() {
     const SECRET: &str = "jwt-signing-secret-0123456789abcdef";
     let up = Upstream::start();
     let dir = TempDir::new("identity");
-    let cfg = format!(
-        r#"listen:
-  - addr: "127.0.0.1:0"
-upstream:
-  url: "http://{}"
-store: {{path: data, sync: strict}}
-identity:
-  jwt: {{verify: {{hs256_secret: "{SECRET}"}}, user_claim: sub}}
-audit:
-  policies:
-    - match: {{method: DELETE, path: "/api/admin/**"}}
-      category: admin_action
-admin:
-  listen: "127.0.0.1:0"
-  tokens:
-    - token: "{TOKEN}"
-      role: admin
-"#,
-        up.addr
+    let cfg = config(
+        up.addr,
+        &format!(
+            "store: {{path: data, sync: strict}}\nidentity:\n  jwt: {{verify: {{hs256_secret: \"{SECRET}\"}}, user_claim: sub}}\n{AUDIT_DELETES}"
+        ),
+        "admin",
     );
     let gw = Gateway::start_in(dir, &cfg);
     let good = hs256(
@@ -821,25 +802,12 @@ fn geoip_countries_are_recorded_and_denied_countries_refused() {
     )
     .unwrap();
     std::fs::write(dir.path().join("geo.mmdb"), w.to_bytes().unwrap()).unwrap();
-    let cfg = format!(
-        r#"listen:
-  - addr: "127.0.0.1:0"
-upstream:
-  url: "http://{}"
-trusted_proxies: ["127.0.0.1/32"]
-geoip: {{database: geo.mmdb, deny_countries: [fr]}}
-store: {{path: data, sync: strict}}
-audit:
-  policies:
-    - match: {{method: DELETE, path: "/api/admin/**"}}
-      category: admin_action
-admin:
-  listen: "127.0.0.1:0"
-  tokens:
-    - token: "{TOKEN}"
-      role: admin
-"#,
-        up.addr
+    let cfg = config(
+        up.addr,
+        &format!(
+            "trusted_proxies: [\"127.0.0.1/32\"]\ngeoip: {{database: geo.mmdb, deny_countries: [fr]}}\nstore: {{path: data, sync: strict}}\n{AUDIT_DELETES}"
+        ),
+        "admin",
     );
     let gw = Gateway::start_in(dir, &cfg);
     assert_eq!(
