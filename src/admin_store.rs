@@ -42,30 +42,10 @@ pub fn query_params(q: Option<&str>) -> HashMap<String, String> {
     out
 }
 
+/// `%XX` and `+` decoded (the rule engine's URL decoding, lossy UTF-8).
 fn pct_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let d = crate::rules::transform::Transform::UrlDecode.apply(s.as_bytes());
+    String::from_utf8_lossy(&d).into_owned()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -52,11 +52,7 @@ impl GeoDb {
 
     /// The country of `ip` (`None`: not in the database, or no country).
     pub fn country(&self, ip: IpAddr) -> Option<String> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let rec: Rec<'_> = self.reader.lookup(ip).ok().flatten()?;
+        let rec: Rec<'_> = self.reader.lookup(ip.to_canonical()).ok().flatten()?;
         rec.country?.iso_code.map(str::to_owned)
     }
 

@@ -48,7 +48,7 @@ impl Blocklist {
         if s.hosts.is_empty() && s.nets.is_empty() {
             return None;
         }
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         if let Some(b) = s.hosts.get(&ip)
             && !b.expired(now_us)
         {
@@ -116,19 +116,11 @@ impl BlockSet {
             return;
         };
         if net.prefix_len() == net.max_prefix_len() {
-            self.hosts.insert(canonical(net.addr()), b);
+            self.hosts.insert(net.addr().to_canonical(), b);
         } else {
             self.nets.retain(|(n, _)| *n != net);
             self.nets.push((net, b));
         }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses are their IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -137,7 +129,7 @@ pub fn canonical_cidr(s: &str) -> Option<String> {
     let net = s.parse::<IpNet>().ok().or_else(|| {
         s.parse::<IpAddr>()
             .ok()
-            .map(|ip| IpNet::from(canonical(ip)))
+            .map(|ip| IpNet::from(ip.to_canonical()))
     })?;
     Some(net.trunc().to_string())
 }
@@ -311,7 +303,7 @@ impl IncidentObserver {
                 Action::Update(i) => (i, None),
                 Action::Block { ip, ttl, reason } => {
                     let b = BlockedIp {
-                        cidr: IpNet::from(canonical(ip)).to_string(),
+                        cidr: IpNet::from(ip.to_canonical()).to_string(),
                         reason,
                         source: "auto".into(),
                         created_us: now_us,
