@@ -3,11 +3,12 @@
 //! tampering, exports parsed back, time windows, and a store held by a
 //! running gateway.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::Duration;
 
 use portcullis::store::chain::{self, Link};
 use portcullis::store::crypto::{Keyring, master_key_from};
@@ -15,9 +16,6 @@ use portcullis::store::model::AuditIn;
 use portcullis::store::writer::{self, OnError, SyncMode, WriterConfig};
 use portcullis::store::{Engine, Op, Space, open};
 use serde_json::{Value, json};
-
-/// A failure bound for one CLI run, not a delay.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A temporary directory removed on drop (the harness in `common` pulls in
 /// the whole proxy test kit; this test needs only this).
@@ -103,39 +101,6 @@ fn build(dir: &Path, engine: Engine, master: Option<[u8; 32]>, n: u64) {
     h.stop_blocking().unwrap();
 }
 
-/// Runs the binary in `cwd` (no configuration there unless the test puts
-/// one), bounded by READY_TIMEOUT.
-fn cli(cwd: &Path, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("PORTCULLIS_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn portcullis");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(out) => out.expect("wait for portcullis"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-            panic!("portcullis {args:?} did not exit in time");
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
@@ -143,7 +108,7 @@ fn code(out: &Output) -> Option<i32> {
 fn verify(cwd: &Path, data: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["audit", "verify", "--data", data.to_str().unwrap()];
     args.extend_from_slice(extra);
-    cli(cwd, &args)
+    common::run_cli(cwd, &args)
 }
 
 /// A strict RFC 4180 reader: quoted fields, doubled quotes, CRLF rows.
@@ -178,7 +143,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 }
 
 fn json_lines(out: &[u8]) -> Vec<Value> {
-    text(out)
+    common::text(out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
@@ -192,8 +157,13 @@ fn verify_passes_an_intact_chain_and_names_tampered_records() {
         build(&data, engine, None, 12);
 
         let out = verify(cwd.path(), &data, &[]);
-        let stdout = text(&out.stdout);
-        assert_eq!(code(&out), Some(0), "{engine:?}: {}", text(&out.stderr));
+        let stdout = common::text(&out.stdout);
+        assert_eq!(
+            code(&out),
+            Some(0),
+            "{engine:?}: {}",
+            common::text(&out.stderr)
+        );
         assert!(
             stdout.starts_with("audit chain OK: 12 records (1..12), head 12:"),
             "{stdout}"
@@ -208,15 +178,15 @@ fn verify_passes_an_intact_chain_and_names_tampered_records() {
         };
         let good = head.to_text();
         let out = verify(cwd.path(), &data, &["--checkpoint", &good]);
-        assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
-        assert!(text(&out.stdout).contains(&format!("matches checkpoint {good}")));
+        assert_eq!(code(&out), Some(0), "{}", common::text(&out.stderr));
+        assert!(common::text(&out.stdout).contains(&format!("matches checkpoint {good}")));
         let forged = format!("12:{}", "00".repeat(32));
         let out = verify(cwd.path(), &data, &["--checkpoint", &forged]);
         assert_eq!(code(&out), Some(1));
         assert!(
-            text(&out.stderr).contains("audit chain BROKEN at record 12:"),
+            common::text(&out.stderr).contains("audit chain BROKEN at record 12:"),
             "{}",
-            text(&out.stderr)
+            common::text(&out.stderr)
         );
         // Each checkpoint counts, also when two name the same record.
         let out = verify(
@@ -224,7 +194,7 @@ fn verify_passes_an_intact_chain_and_names_tampered_records() {
             &data,
             &["--checkpoint", &good, "--checkpoint", &forged],
         );
-        assert_eq!(code(&out), Some(1), "{}", text(&out.stdout));
+        assert_eq!(code(&out), Some(1), "{}", common::text(&out.stdout));
         let beyond = Link {
             seq: 20,
             hash: head.hash,
@@ -233,9 +203,9 @@ fn verify_passes_an_intact_chain_and_names_tampered_records() {
         let out = verify(cwd.path(), &data, &["--checkpoint", &beyond]);
         assert_eq!(code(&out), Some(1));
         assert!(
-            text(&out.stderr).contains("BROKEN at record 13: the chain ends at record 12"),
+            common::text(&out.stderr).contains("BROKEN at record 13: the chain ends at record 12"),
             "{}",
-            text(&out.stderr)
+            common::text(&out.stderr)
         );
 
         // One flipped byte in record 7.
@@ -250,13 +220,13 @@ fn verify_passes_an_intact_chain_and_names_tampered_records() {
         }
         let out = verify(cwd.path(), &data, &[]);
         assert_eq!(code(&out), Some(1), "{engine:?}");
-        let err = text(&out.stderr);
+        let err = common::text(&out.stderr);
         assert!(
             err.contains("audit chain BROKEN at record 7: record 7 was altered"),
             "{err}"
         );
         assert!(err.contains("6 record(s) before it verified"), "{err}");
-        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        assert!(out.stdout.is_empty(), "{}", common::text(&out.stdout));
 
         // One deleted record, in a fresh chain.
         let data2 = cwd.path().join("data2");
@@ -272,9 +242,10 @@ fn verify_passes_an_intact_chain_and_names_tampered_records() {
         let out = verify(cwd.path(), &data2, &[]);
         assert_eq!(code(&out), Some(1));
         assert!(
-            text(&out.stderr).contains("audit chain BROKEN at record 5: record 5 is missing"),
+            common::text(&out.stderr)
+                .contains("audit chain BROKEN at record 5: record 5 is missing"),
             "{}",
-            text(&out.stderr)
+            common::text(&out.stderr)
         );
     }
 }
@@ -286,12 +257,12 @@ fn export_json_and_csv_carry_what_was_written() {
     build(&data, Engine::Sled, None, 10);
     let d = data.to_str().unwrap();
 
-    let out = cli(
+    let out = common::run_cli(
         cwd.path(),
         &["audit", "export", "--data", d, "--format", "json"],
     );
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("exported 10 audit record(s) as json to stdout"));
+    assert_eq!(code(&out), Some(0), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stderr).contains("exported 10 audit record(s) as json to stdout"));
     let docs = json_lines(&out.stdout);
     assert_eq!(docs.len(), 10);
     for (i, doc) in docs.iter().enumerate() {
@@ -321,7 +292,7 @@ fn export_json_and_csv_carry_what_was_written() {
     }
 
     let csv_path = cwd.path().join("audit.csv");
-    let out = cli(
+    let out = common::run_cli(
         cwd.path(),
         &[
             "audit",
@@ -334,7 +305,7 @@ fn export_json_and_csv_carry_what_was_written() {
             csv_path.to_str().unwrap(),
         ],
     );
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(code(&out), Some(0), "{}", common::text(&out.stderr));
     assert!(out.stdout.is_empty(), "--output leaves stdout alone");
     let rows = parse_csv(&std::fs::read_to_string(&csv_path).unwrap());
     assert_eq!(rows.len(), 11, "a header and ten records");
@@ -370,8 +341,13 @@ fn since_and_until_select_a_time_window() {
             "json",
         ];
         args.extend_from_slice(extra);
-        let out = cli(cwd.path(), &args);
-        assert_eq!(code(&out), Some(0), "{extra:?}: {}", text(&out.stderr));
+        let out = common::run_cli(cwd.path(), &args);
+        assert_eq!(
+            code(&out),
+            Some(0),
+            "{extra:?}: {}",
+            common::text(&out.stderr)
+        );
         json_lines(&out.stdout)
             .iter()
             .map(|d| d["event"]["sequence"].as_u64().unwrap())
@@ -389,7 +365,7 @@ fn since_and_until_select_a_time_window() {
     assert_eq!(seqs(&["--since", "2025-11-24"]), Vec::<u64>::new());
     assert_eq!(seqs(&["--until", "2025-11-23"]), Vec::<u64>::new());
 
-    let out = cli(
+    let out = common::run_cli(
         cwd.path(),
         &[
             "audit",
@@ -404,9 +380,9 @@ fn since_and_until_select_a_time_window() {
     );
     assert_ne!(code(&out), Some(0));
     assert!(
-        text(&out.stderr).contains("RFC 3339"),
+        common::text(&out.stderr).contains("RFC 3339"),
         "{}",
-        text(&out.stderr)
+        common::text(&out.stderr)
     );
 }
 
@@ -423,8 +399,8 @@ fn a_store_held_by_a_running_gateway_exits_2_pointing_at_the_admin_api() {
         ] {
             let mut args = args.clone();
             args.extend_from_slice(&["--data", data.to_str().unwrap()]);
-            let out = cli(cwd.path(), &args);
-            let err = text(&out.stderr);
+            let out = common::run_cli(cwd.path(), &args);
+            let err = common::text(&out.stderr);
             assert_eq!(code(&out), Some(2), "{engine:?} {args:?}: {err}");
             assert!(
                 err.contains("in use by a running gateway")
@@ -458,14 +434,14 @@ fn the_configuration_names_the_store_and_its_key() {
     build(&data, Engine::Redb, Some(master_key_from(&key).unwrap()), 4);
     let c = cfg.to_str().unwrap();
 
-    let out = cli(cwd.path(), &["audit", "verify", "-c", c]);
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("audit chain OK: 4 records (1..4)"));
-    let out = cli(
+    let out = common::run_cli(cwd.path(), &["audit", "verify", "-c", c]);
+    assert_eq!(code(&out), Some(0), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stdout).starts_with("audit chain OK: 4 records (1..4)"));
+    let out = common::run_cli(
         cwd.path(),
         &["audit", "export", "-c", c, "--format", "json"],
     );
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(code(&out), Some(0), "{}", common::text(&out.stderr));
     let docs = json_lines(&out.stdout);
     assert_eq!(docs.len(), 4);
     assert_eq!(docs[0]["user"]["name"], record(0).user.unwrap().as_str());
@@ -474,15 +450,15 @@ fn the_configuration_names_the_store_and_its_key() {
     // ciphertext), but the records cannot be read: said, not guessed.
     let d = data.to_str().unwrap();
     assert_eq!(code(&verify(cwd.path(), &data, &[])), Some(0));
-    let out = cli(
+    let out = common::run_cli(
         cwd.path(),
         &["audit", "export", "--data", d, "--format", "csv"],
     );
     assert_eq!(code(&out), Some(1));
     assert!(
-        text(&out.stderr).contains("audit.encryption_key"),
+        common::text(&out.stderr).contains("audit.encryption_key"),
         "{}",
-        text(&out.stderr)
+        common::text(&out.stderr)
     );
 
     // No store where the configuration or --data points.
@@ -490,17 +466,17 @@ fn the_configuration_names_the_store_and_its_key() {
     let out = verify(cwd.path(), &empty, &[]);
     assert_eq!(code(&out), Some(1));
     assert!(
-        text(&out.stderr).contains("no audit store in"),
+        common::text(&out.stderr).contains("no audit store in"),
         "{}",
-        text(&out.stderr)
+        common::text(&out.stderr)
     );
     assert!(!empty.exists(), "verify never creates a store");
     // No configuration and no --data.
-    let out = cli(cwd.path(), &["audit", "verify"]);
+    let out = common::run_cli(cwd.path(), &["audit", "verify"]);
     assert_eq!(code(&out), Some(1));
     assert!(
-        text(&out.stderr).contains("--data"),
+        common::text(&out.stderr).contains("--data"),
         "{}",
-        text(&out.stderr)
+        common::text(&out.stderr)
     );
 }

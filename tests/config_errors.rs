@@ -5,46 +5,12 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-
-/// Runs the binary with `args` in `dir`, bounded by READY_TIMEOUT.
-fn portcullis(dir: &Path, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PORTCULLIS_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn portcullis");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(out) => out.expect("wait for portcullis"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-            panic!("portcullis {args:?} did not exit in time");
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 #[test]
 fn the_shipped_config_checks_clean() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portcullis.yaml");
     let dir = TempDir::new("check-ok");
-    let out = portcullis(dir.path(), &["check", "-c", path.to_str().unwrap()]);
+    let out = run_cli(dir.path(), &["check", "-c", path.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{:?}\n{}",
@@ -79,7 +45,7 @@ fn check_lists_every_error_with_file_line_and_column() {
     let file = dir.path().join("bad.yaml");
     std::fs::write(&file, BAD).unwrap();
     let f = file.display().to_string();
-    let out = portcullis(dir.path(), &["check", "-c", &f]);
+    let out = run_cli(dir.path(), &["check", "-c", &f]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     let errors: Vec<&str> = stderr
@@ -117,7 +83,7 @@ fn check_reports_yaml_syntax_errors_and_missing_files() {
     )
     .unwrap();
     let f = file.display().to_string();
-    let out = portcullis(dir.path(), &["check", "-c", &f]);
+    let out = run_cli(dir.path(), &["check", "-c", &f]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     let first = stderr.lines().next().unwrap_or("");
@@ -134,7 +100,7 @@ fn check_reports_yaml_syntax_errors_and_missing_files() {
     assert!(first.contains("`limits.max_headers`"), "{stderr}");
 
     let missing = dir.path().join("nope.yaml").display().to_string();
-    let out = portcullis(dir.path(), &["check", "-c", &missing]);
+    let out = run_cli(dir.path(), &["check", "-c", &missing]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("cannot read config"),
@@ -162,7 +128,7 @@ fn run_with_a_bad_config_exits_nonzero_without_listening() {
     )
     .unwrap();
     let f = file.display().to_string();
-    let out = portcullis(dir.path(), &["run", "-c", &f]);
+    let out = run_cli(dir.path(), &["run", "-c", &f]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -192,7 +158,7 @@ fn run_exits_nonzero_when_a_listener_cannot_bind() {
         ),
     )
     .unwrap();
-    let out = portcullis(dir.path(), &["run", "-c", file.to_str().unwrap()]);
+    let out = run_cli(dir.path(), &["run", "-c", file.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -46,6 +46,22 @@ fn start(sync: &str) -> (Upstream, Gateway) {
     (up, Gateway::start_in(dir, &cfg))
 }
 
+/// Every file below `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    files
+}
+
 fn send(
     gw: &Gateway,
     method: &str,
@@ -586,17 +602,7 @@ fn secrets_never_reach_the_store_logs_or_metrics() {
     let log = gw.stderr.lock().unwrap().join("\n");
     let dir = gw.dir.path().to_path_buf();
     let gw = gw.restart(false); // a clean stop flushes everything to disk
-    let mut files = Vec::new();
-    let mut stack = vec![dir];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                files.push(e.path());
-            }
-        }
-    }
+    let files = files_under(&dir);
     assert!(
         files.iter().any(|f| f.to_string_lossy().contains("data")),
         "the store is in the directory"
@@ -652,21 +658,14 @@ admin:
     );
     let dir = gw.stop(); // the store is free for the CLI
     let data = dir.path().join("data");
-    let mut stack = vec![data.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                let bytes = std::fs::read(e.path()).unwrap_or_default();
-                for needle in ["zebra-unique-resource", "admin_action"] {
-                    assert!(
-                        !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                        "{} holds {needle} in clear",
-                        e.path().display()
-                    );
-                }
-            }
+    for f in files_under(&data) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for needle in ["zebra-unique-resource", "admin_action"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds {needle} in clear",
+                f.display()
+            );
         }
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -200,43 +200,11 @@ fn log_of(gw: &Gateway) -> String {
 // ---------------------------------------------------------------------------
 // The offline CLI
 
-/// Runs the binary in `cwd` (no configuration there), bounded.
-fn cli(cwd: &Path, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("PORTCULLIS_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn portcullis");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(IO_TIMEOUT) {
-        Ok(out) => out.expect("wait for portcullis"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-            panic!("portcullis {args:?} did not exit in time");
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// `audit verify` (must exit 0) and `audit export --format json` of the
 /// store in `data`: the chain's record count and the exported request ids.
 fn offline_audit(cwd: &Path, data: &Path, ctx: &str) -> (u64, HashSet<String>) {
     let d = data.to_str().unwrap();
-    let out = cli(cwd, &["audit", "verify", "--data", d]);
+    let out = run_cli(cwd, &["audit", "verify", "--data", d]);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -253,7 +221,7 @@ fn offline_audit(cwd: &Path, data: &Path, ctx: &str) -> (u64, HashSet<String>) {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{ctx}: unexpected verify output: {stdout}"))
     };
-    let out = cli(cwd, &["audit", "export", "--data", d, "--format", "json"]);
+    let out = run_cli(cwd, &["audit", "export", "--data", d, "--format", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),

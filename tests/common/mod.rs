@@ -751,3 +751,37 @@ pub fn reject_json(raw: &[u8]) -> serde_json::Value {
     let (_, _, body) = parse_response(raw);
     serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
 }
+
+/// Runs the binary with `args` in `cwd` (no `PORTCULLIS_CONFIG`), bounded
+/// by READY_TIMEOUT: a hung command fails the test instead of hanging it.
+pub fn run_cli(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("PORTCULLIS_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(out) => out.expect("wait for portcullis"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!("portcullis {args:?} did not exit in time");
+        }
+    }
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
