@@ -161,18 +161,31 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
+    // The queue depth is counted before a send (and undone if it fails),
+    // so the writer never takes away more than was added.
     fn send(&self, cmd: Cmd) -> Result<(), WriteError> {
-        match self.tx.try_send(cmd) {
-            Ok(()) => {
-                self.stats.queued.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let r = self.tx.try_send(cmd);
+        if r.is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        match r {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 Err(WriteError::QueueFull)
             }
             Err(TrySendError::Disconnected(_)) => Err(WriteError::Stopped),
         }
+    }
+
+    /// A blocking send (control commands only), counted like `send`.
+    fn send_waiting(stats: &WriterStats, tx: &SyncSender<Cmd>, cmd: Cmd) -> Result<(), WriteError> {
+        stats.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(cmd).map_err(|_| {
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            WriteError::Stopped
+        })
     }
 
     /// Queues a command built with an acknowledgement and waits for it.
@@ -222,19 +235,30 @@ impl StoreHandle {
 
     /// Makes everything queued so far durable.
     pub async fn sync(&self) -> Result<Receipt, WriteError> {
-        self.round_trip(Cmd::Sync).await
+        self.queue_behind(Cmd::Sync).await
     }
 
     /// Writes what is queued, a final checkpoint, and stops the thread.
     pub async fn stop(&self) -> Result<Receipt, WriteError> {
-        self.round_trip(Cmd::Stop).await
+        self.queue_behind(Cmd::Stop).await
     }
 
     /// A blocking variant for non-async callers (tests, CLI).
     pub fn stop_blocking(&self) -> Result<Receipt, WriteError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Cmd::Stop(tx))?;
+        Self::send_waiting(&self.stats, &self.tx, Cmd::Stop(tx))?;
         rx.blocking_recv().unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Control commands (sync, stop) must not be refused by a full queue:
+    /// they wait for room, off the async threads, behind what is queued.
+    async fn queue_behind(&self, make: fn(Ack) -> Cmd) -> Result<Receipt, WriteError> {
+        let (ack, rx) = oneshot::channel();
+        let (tx, stats) = (self.tx.clone(), self.stats.clone());
+        tokio::task::spawn_blocking(move || Self::send_waiting(&stats, &tx, make(ack)))
+            .await
+            .map_err(|_| WriteError::Stopped)??;
+        rx.await.unwrap_or(Err(WriteError::Stopped))
     }
 }
 
@@ -1283,5 +1307,70 @@ mod retention_tests {
             let store = open(dir.path(), engine).unwrap();
             assert_eq!(verify(&*store, &[]).unwrap().problem, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+    use crate::store::{Engine, open, tempdir};
+
+    /// Holds the writer inside its first event until released.
+    struct Gate(std::sync::mpsc::Receiver<()>);
+
+    impl Observer for Gate {
+        fn event(&mut self, _: &str, _: u64, _: &EventIn, _: &mut Vec<Op>) {
+            let _ = self.0.recv();
+        }
+        fn tick(&mut self, _: u64, _: &mut Vec<Op>) {}
+        fn erase(&mut self, _: &str) {}
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let dir = tempdir::Dir::new("queue");
+        let store = open(dir.path(), Engine::Sled).unwrap();
+        let ring = Arc::new(Keyring::load(&*store, None).unwrap());
+        let (release, gate) = std::sync::mpsc::channel();
+        let h = start(
+            store,
+            ring,
+            WriterConfig {
+                sync: SyncMode::Batched,
+                on_error: OnError::FailOpen,
+                queue: 4,
+                instance_id: "t".into(),
+                checkpoint_every: 1000,
+                masker: Arc::new(|_| {}),
+                observer: Some(Box::new(Gate(gate))),
+            },
+        )
+        .unwrap();
+        let ev = || EventIn {
+            kind: "xss_attempt".into(),
+            severity: 3,
+            action: "block".into(),
+            ..EventIn::default()
+        };
+        // The writer takes the first and waits in the gate; four more fill
+        // the queue; every further one is refused at once and counted.
+        let mut refused = 0;
+        for _ in 0..20 {
+            match h.event(ev()) {
+                Ok(()) => {}
+                Err(WriteError::QueueFull) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused >= 15, "refused {refused}");
+        assert_eq!(h.stats.dropped.load(Ordering::Relaxed), refused);
+        // Released, the writer stores what it accepted.
+        for _ in 0..20 {
+            let _ = release.send(());
+        }
+        drop(release);
+        h.stop_blocking().unwrap();
+        assert_eq!(h.stats.events.load(Ordering::Relaxed), 20 - refused);
+        assert_eq!(h.stats.queued.load(Ordering::Relaxed), 0, "the depth gauge balances");
     }
 }
