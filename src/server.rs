@@ -302,15 +302,12 @@ fn open_security(cfg: &Config) -> Result<Arc<Security>, StartError> {
         },
     )
     .map_err(err)?;
-    // Retention: a minute after start, then hourly.
+    // Retention: at start (in the writer, between batches), then hourly.
     {
         let h = handle.clone();
         let days = u64::from(cfg.audit.retention_days);
         tokio::spawn(async move {
-            let mut every = tokio::time::interval_at(
-                tokio::time::Instant::now() + Duration::from_secs(60),
-                Duration::from_secs(3600),
-            );
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 every.tick().await;
                 let cutoff = crate::store::keys::now_micros()

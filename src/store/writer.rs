@@ -1371,6 +1371,10 @@ mod queue_tests {
         drop(release);
         h.stop_blocking().unwrap();
         assert_eq!(h.stats.events.load(Ordering::Relaxed), 20 - refused);
-        assert_eq!(h.stats.queued.load(Ordering::Relaxed), 0, "the depth gauge balances");
+        assert_eq!(
+            h.stats.queued.load(Ordering::Relaxed),
+            0,
+            "the depth gauge balances"
+        );
     }
 }
