@@ -158,6 +158,133 @@ impl Transform {
     pub fn apply(self, input: &[u8]) -> Cow<'_, [u8]> {
         apply(self, input)
     }
+
+    /// Whether this transform can change a value with byte classes `c`
+    /// (see [`classes`]). `false` is a promise: [`apply`] would return the
+    /// value itself, so the engine skips the call. Most clean values
+    /// (names, numbers, prose) contain none of a transform's trigger bytes.
+    #[inline]
+    pub fn may_change(self, c: Classes) -> bool {
+        use class::*;
+        let triggers = match self {
+            Transform::UrlDecode | Transform::UrlDecodeUni => PERCENT_PLUS,
+            Transform::Utf8Overlong | Transform::FullwidthToAscii => NON_ASCII,
+            Transform::HtmlEntityDecode => AMP,
+            Transform::JsDecode | Transform::CssDecode => BACKSLASH,
+            // Whole-value decoders: unchanged unless every byte is in the
+            // alphabet (and the value is not empty).
+            Transform::Base64Decode => return c & (NOT_BASE64 | EMPTY) == 0,
+            Transform::HexDecode => return c & (NOT_HEX | EMPTY) == 0,
+            Transform::Lowercase => UPPER | NON_ASCII,
+            Transform::CompressWhitespace => CTRL_WS | WS_RUN | NON_ASCII,
+            Transform::RemoveWhitespace | Transform::Trim => SPACE | CTRL_WS | NON_ASCII,
+            Transform::RemoveNulls => NUL,
+            Transform::RemoveComments | Transform::ReplaceComments => COMMENT,
+            Transform::NormalizePath => SLASH | DOT,
+            Transform::NormalizePathWin => SLASH | DOT | BACKSLASH,
+            Transform::Cmdline => CMDLINE | BACKSLASH | CTRL_WS | UPPER | WS_RUN | SPACE_BEFORE,
+        };
+        c & triggers != 0
+    }
+}
+
+/// The byte classes present in a value, one bit each (see [`class`]):
+/// computed in one pass, they let [`Transform::may_change`] rule out most
+/// transforms of a clean value without running them.
+pub type Classes = u32;
+
+/// Bits of [`Classes`].
+pub mod class {
+    /// `%` or `+` (URL decoding).
+    pub const PERCENT_PLUS: u32 = 1;
+    /// A byte ≥ 0x80 (UTF-8: case, whitespace, full-width, overlong).
+    pub const NON_ASCII: u32 = 1 << 1;
+    pub const AMP: u32 = 1 << 2;
+    pub const BACKSLASH: u32 = 1 << 3;
+    pub const UPPER: u32 = 1 << 4;
+    pub const SPACE: u32 = 1 << 5;
+    /// `\t \n \v \f \r`.
+    pub const CTRL_WS: u32 = 1 << 6;
+    pub const NUL: u32 = 1 << 7;
+    /// `/ - # *` (comment markers).
+    pub const COMMENT: u32 = 1 << 8;
+    pub const SLASH: u32 = 1 << 9;
+    pub const DOT: u32 = 1 << 10;
+    /// What `cmdline` deletes or rewrites besides case and whitespace:
+    /// `" ' ^ , ; $` and backtick.
+    pub const CMDLINE: u32 = 1 << 11;
+    /// Outside the base64 alphabet (`A-Z a-z 0-9 + / - _ =`).
+    pub const NOT_BASE64: u32 = 1 << 12;
+    /// Not a hex digit.
+    pub const NOT_HEX: u32 = 1 << 13;
+    /// Two whitespace bytes in a row.
+    pub const WS_RUN: u32 = 1 << 14;
+    /// A space right before `/` or `(` (`cmdline` deletes it).
+    pub const SPACE_BEFORE: u32 = 1 << 15;
+    /// The value is empty.
+    pub const EMPTY: u32 = 1 << 16;
+}
+
+const CLASS_TABLE: [u16; 256] = {
+    use class::*;
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c: u32 = 0;
+        if b >= 0x80 {
+            c |= NON_ASCII;
+        }
+        if b.is_ascii_uppercase() {
+            c |= UPPER;
+        }
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')) {
+            c |= NOT_BASE64;
+        }
+        if !b.is_ascii_hexdigit() {
+            c |= NOT_HEX;
+        }
+        c |= match b {
+            b'%' | b'+' => PERCENT_PLUS,
+            b'&' => AMP,
+            b'\\' => BACKSLASH,
+            b' ' => SPACE,
+            b'\t' | b'\n' | 0x0B | 0x0C | b'\r' => CTRL_WS,
+            0 => NUL,
+            b'/' => COMMENT | SLASH,
+            b'-' | b'#' | b'*' => COMMENT,
+            b'.' => DOT,
+            b'"' | b'\'' | b'^' | b',' | b';' | b'$' | b'`' => CMDLINE,
+            _ => 0,
+        };
+        t[i] = c as u16;
+        i += 1;
+    }
+    t
+};
+
+/// The [`Classes`] of `v`, in one pass.
+pub fn classes(v: &[u8]) -> Classes {
+    use class::*;
+    if v.is_empty() {
+        return EMPTY | NOT_BASE64 | NOT_HEX;
+    }
+    let mut c: u32 = 0;
+    let mut prev: u32 = 0;
+    for &b in v {
+        let k = u32::from(CLASS_TABLE[usize::from(b)]);
+        if prev & (SPACE | CTRL_WS) != 0 {
+            if k & (SPACE | CTRL_WS) != 0 {
+                c |= WS_RUN;
+            }
+            if prev & SPACE != 0 && (b == b'/' || b == b'(') {
+                c |= SPACE_BEFORE;
+            }
+        }
+        c |= k;
+        prev = k;
+    }
+    c
 }
 
 impl fmt::Display for Transform {
@@ -2190,6 +2317,52 @@ mod tests {
             }
             out
         }
+    }
+
+    #[test]
+    fn may_change_false_means_unchanged() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut skipped = 0usize;
+        for round in 0..60_000 {
+            // Small random alphabets (clean text and single trigger bytes)
+            // reach the "no trigger" side often; the biased generator
+            // covers the rest.
+            let input: Vec<u8> = if round % 2 == 0 {
+                let alphabet: Vec<u8> = (0..1 + rng.below(5))
+                    .map(|_| match rng.below(3) {
+                        0 => b"aZ09 .-/+%&\\\t=_,;'\"(#*"[rng.below(22)],
+                        1 => b"abcxyzQRS0123456789"[rng.below(19)],
+                        _ => rng.next() as u8,
+                    })
+                    .collect();
+                (0..rng.below(24))
+                    .map(|_| alphabet[rng.below(alphabet.len())])
+                    .collect()
+            } else {
+                rng.bytes(32)
+            };
+            let c = classes(&input);
+            for t in Transform::ALL {
+                if !t.may_change(c) {
+                    skipped += 1;
+                    assert!(
+                        matches!(apply(t, &input), Cow::Borrowed(b) if b == input.as_slice()),
+                        "{t} changed {input:02x?} although may_change said no"
+                    );
+                }
+            }
+        }
+        assert!(
+            skipped > 100_000,
+            "the test must reach the skip side: {skipped}"
+        );
+        // Clean prose skips everything but the transforms that act on it.
+        let c = classes(b"The quick brown fox, 12 times");
+        let changing: Vec<Transform> = Transform::ALL
+            .into_iter()
+            .filter(|t| t.may_change(c))
+            .collect();
+        assert_eq!(changing, vec![Lowercase, RemoveWhitespace, Cmdline, Trim]);
     }
 
     #[test]
