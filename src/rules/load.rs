@@ -113,7 +113,9 @@ pub fn load(waf: &WafConfig, config_path: &Path) -> Result<Option<RuleSet>, Conf
         backend: waf.matcher,
         exclusions: Vec::new(),
     };
-    RuleSet::compile(&packs, &settings).map(Some)
+    let set = RuleSet::compile(&packs, &settings);
+    crate::rules::matcher::release_compiler_memory();
+    set.map(Some)
 }
 
 /// Runs every rule's inline `tests:` through the compiled set; returns one
