@@ -21,7 +21,7 @@ use crate::config::{ConfigError, ConfigErrors};
 use crate::rules::detect::{self, Detection};
 use crate::rules::matcher::{self, Backend, MatcherSet, PatternKind, PatternSpec, Scratch};
 use crate::rules::schema::{Exclusion, Mode, Operator, Pack, Rule, Target, TargetKind};
-use crate::rules::transform::Chain;
+use crate::rules::transform::{Chain, Classes, classes};
 
 /// Longest excerpt of a matched value kept in a hit (bytes).
 pub const EXCERPT_BYTES: usize = 96;
@@ -137,6 +137,8 @@ struct KindPlan {
     checks: Vec<usize>,
     /// Negated pattern rules.
     negated: Vec<usize>,
+    /// Bit per database that serves this kind.
+    dbs: u64,
 }
 
 const KINDS: usize = TargetKind::ALL.len();
@@ -172,6 +174,8 @@ pub struct RuleSet {
     /// only when its own chain produced the value.
     db_of_rule: Vec<usize>,
     dbs: Vec<Option<Db>>,
+    /// Per chain: bit per database one of its rules is compiled into.
+    chain_dbs: Vec<u64>,
     nodes: Vec<Node>,
     /// Indexed by `TargetKind as usize`.
     plans: Vec<KindPlan>,
@@ -193,6 +197,9 @@ pub struct EngineScratch {
     /// Per chain: index of its output among the field's distinct values
     /// (`NONE` when the chain does not look at the field).
     value_of_chain: Vec<usize>,
+    /// Batch scans: the joined values and the match ends reported.
+    joined: Vec<u8>,
+    ends: Vec<u32>,
 }
 
 const NONE: usize = usize::MAX;
@@ -273,15 +280,25 @@ struct CachedValue<'a> {
     next: usize,
     /// Bit per database: scanned yet?
     scanned: u64,
+    /// Bit per database: to be scanned with it (a chain of a field that
+    /// produced this value uses it).
+    needs: u64,
+    /// The first field that needs it scanned (to label a scan error).
+    field: usize,
     /// Rules whose pattern matched (sorted, deduplicated).
     matched: Vec<usize>,
+    /// Byte classes of `value` (which transforms can change it).
+    classes: Classes,
     error: bool,
     /// Per native detector, once run.
-    natives: [Option<Option<Detection>>; 5],
+    /// Bit per native detector: run yet?
+    natives_run: u8,
+    /// What the detectors that ran found (rarely any).
+    natives_found: Vec<(Native, Detection)>,
 }
 
-/// The map's keys are already hashes (keyed SipHash, so crafted values
-/// cannot pile up in one chain).
+/// The map's keys are already hashes (keyed per thread, see `value_hash`,
+/// so crafted values cannot pile up in one chain).
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -301,13 +318,49 @@ impl std::hash::Hasher for PassThrough {
 
 thread_local! {
     /// Random per thread: value hashes cannot be predicted from outside.
-    static VALUE_HASH: std::hash::RandomState = std::hash::RandomState::new();
+    static VALUE_KEYS: (u64, u64) = {
+        use std::hash::BuildHasher;
+        let s = std::hash::RandomState::new();
+        (s.hash_one(1u8) | 1, s.hash_one(2u8))
+    };
+}
+
+/// A keyed hash of a value (folded 64×64→128 multiplies over 16-byte
+/// blocks, as foldhash and ahash do): several times faster than SipHash on
+/// the short values a request is made of, and still keyed per thread.
+fn value_hash(v: &[u8]) -> u64 {
+    #[inline]
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = u128::from(a).wrapping_mul(u128::from(b));
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    let (k0, k1) = VALUE_KEYS.with(|k| *k);
+    let mut h = k0 ^ (v.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut blocks = v.chunks_exact(16);
+    for b in &mut blocks {
+        let (x, y) = b.split_at(8);
+        let x = u64::from_le_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(y.try_into().unwrap_or_default());
+        h = fold(x ^ k1, y ^ h);
+    }
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 16];
+        tail[..rest.len()].copy_from_slice(rest);
+        let x = u64::from_le_bytes([
+            tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7],
+        ]);
+        let y = u64::from_le_bytes([
+            tail[8], tail[9], tail[10], tail[11], tail[12], tail[13], tail[14], tail[15],
+        ]);
+        h = fold(x ^ k1, y ^ h);
+    }
+    fold(h, k0)
 }
 
 impl<'a> ValueCache<'a> {
     fn intern(&mut self, value: Cow<'a, [u8]>) -> usize {
-        use std::hash::BuildHasher;
-        let key = VALUE_HASH.with(|h| h.hash_one(&*value));
+        let key = value_hash(&value);
         let head = self.index.get(&key).copied().unwrap_or(NONE);
         let mut e = head;
         while e != NONE {
@@ -317,12 +370,16 @@ impl<'a> ValueCache<'a> {
             e = self.entries[e].next;
         }
         self.entries.push(CachedValue {
+            classes: classes(&value),
             value,
             next: head,
             scanned: 0,
+            needs: 0,
+            field: NONE,
             matched: Vec::new(),
             error: false,
-            natives: Default::default(),
+            natives_run: 0,
+            natives_found: Vec::new(),
         });
         let id = self.entries.len() - 1;
         self.index.insert(key, id);
@@ -444,12 +501,15 @@ impl RuleSet {
                     return vec![(rule_chain[i] % 64, m)];
                 }
                 // Broad rules whose chain leaves clean text as it is share
-                // the main databases; a chain that rewrites almost every
-                // value (lowercase, whitespace removal, command-line
-                // folding, base64/hex) gets its own, so its outputs are not
-                // scanned by every pattern of the main one.
+                // the main databases; the rules of chains that rewrite
+                // almost every value (lowercase, whitespace removal,
+                // command-line folding, base64/hex) share a second one, so
+                // those outputs are not scanned by every pattern of the main
+                // one. (Values are scanned in batches, so a database costs
+                // a pass over the request's values: few databases, each
+                // with the patterns that belong together.)
                 let chain = if rewrites_clean_text(&chains[rule_chain[i]].chain) {
-                    rule_chain[i]
+                    usize::MAX - 1
                 } else {
                     usize::MAX
                 };
@@ -596,7 +656,23 @@ impl RuleSet {
             let looks = |ri: usize| rules[ri].targets.iter().any(|t| kind_selects(t.kind, kind));
             plan.checks = (0..checks.len()).filter(|&k| looks(checks[k].0)).collect();
             plan.negated = negated.iter().copied().filter(|&ri| looks(ri)).collect();
+            plan.dbs = dbs
+                .iter()
+                .enumerate()
+                .filter(|(_, db)| {
+                    db.as_ref()
+                        .is_some_and(|db| db.kinds & 1 << kind as usize != 0)
+                })
+                .fold(0u64, |m, (d, _)| m | 1 << d);
         }
+        let chain_dbs: Vec<u64> = (0..chains.len())
+            .map(|ci| {
+                dbs.iter()
+                    .enumerate()
+                    .filter(|(_, db)| db.as_ref().is_some_and(|db| db.chains[ci]))
+                    .fold(0u64, |m, (d, _)| m | 1 << d)
+            })
+            .collect();
         if !errors.is_empty() {
             errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
             return Err(ConfigErrors(errors));
@@ -613,6 +689,7 @@ impl RuleSet {
                 .map(|m| m.first().map_or(0, |(d, _)| *d))
                 .collect(),
             dbs,
+            chain_dbs,
             nodes,
             plans,
             checks,
@@ -700,6 +777,8 @@ impl RuleSet {
         let EngineScratch {
             scratch: ms,
             value_of_chain,
+            ends,
+            joined,
             ..
         } = scratch;
         let wants = |ri: usize, f: &Field<'_>| self.rules[ri].targets.iter().any(|t| selects(t, f));
@@ -707,65 +786,152 @@ impl RuleSet {
         // databases and detectors found in it: a JSON leaf is also an
         // `args_post` field, a header value often repeats, and most chains
         // leave a clean value unchanged, so each is scanned once.
-        let mut cache = ValueCache::default();
-        let mut distinct: Vec<usize> = Vec::new();
-        // A rule scores once per (field name, value): a JSON leaf is both a
-        // `json` and an `args_post` field, and must not count twice.
-        let mut scored: HashSet<(usize, usize, &[u8])> = HashSet::new();
+        let mut cache = ValueCache {
+            entries: Vec::with_capacity(fields.len() * 2),
+            index: std::collections::HashMap::with_capacity_and_hasher(
+                fields.len() * 2,
+                Default::default(),
+            ),
+        };
+        // Pass 1: each field's chain outputs. Per field: its distinct
+        // values, and the value of each chain of its kind's plan (in plan
+        // order, `NONE` for a chain whose targets do not select the field).
+        let mut field_values: Vec<u32> = Vec::new();
+        let mut field_chains: Vec<u32> = Vec::new();
+        let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(fields.len());
         let mut node_val: Vec<NodeVal> = Vec::with_capacity(self.nodes.len());
-        for f in fields {
+        for (fi, f) in fields.iter().enumerate() {
+            let v0 = field_values.len();
+            let c0 = field_chains.len();
+            spans.push((v0, c0, usize::MAX));
             if excl.skips_target(f) {
                 continue;
             }
             let Some(plan) = self.plans.get(f.kind as usize) else {
                 continue;
             };
-            distinct.clear();
             node_val.clear();
             node_val.resize_with(self.nodes.len(), || NodeVal::Unset);
-            value_of_chain.fill(NONE);
+            let raw_classes = classes(f.value);
+            let mut raw_entry = NONE;
             for (ci, ts) in &plan.chains {
                 if !ts.iter().any(|t| selects(t, f)) {
+                    field_chains.push(NONE as u32);
                     continue;
                 }
-                let at = self.node_value(self.chains[*ci].node, f.value, &mut node_val, &mut cache);
+                let at = self.node_value(
+                    self.chains[*ci].node,
+                    f.value,
+                    raw_classes,
+                    &mut node_val,
+                    &mut cache,
+                );
                 let e = match node_val[at] {
                     NodeVal::Entry(e) => e,
-                    _ => cache.intern(Cow::Borrowed(f.value)),
+                    _ => {
+                        if raw_entry == NONE {
+                            raw_entry = cache.intern(Cow::Borrowed(f.value));
+                        }
+                        raw_entry
+                    }
                 };
-                value_of_chain[*ci] = e;
-                if !distinct.contains(&e) {
-                    distinct.push(e);
+                field_chains.push(e as u32);
+                // The databases this value is scanned with: those of its
+                // chains, among the ones that serve this kind of field.
+                let entry = &mut cache.entries[e];
+                let dbs = self.chain_dbs[*ci] & plan.dbs;
+                if entry.needs & dbs != dbs {
+                    entry.needs |= dbs;
+                    if entry.field == NONE {
+                        entry.field = fi;
+                    }
+                }
+                if !field_values[v0..].contains(&(e as u32)) {
+                    field_values.push(e as u32);
                 }
             }
-            for &e in &distinct {
-                // Scan with every database one of this value's chains uses
-                // (once per value and database for the whole request).
-                for (d, db) in self.dbs.iter().enumerate() {
-                    let Some(db) = db else { continue };
-                    let entry = &mut cache.entries[e];
-                    if entry.scanned & (1 << d) != 0
-                        || db.kinds & (1 << f.kind as usize) == 0
-                        || !plan
-                            .chains
-                            .iter()
-                            .any(|(ci, _)| value_of_chain[*ci] == e && db.chains[*ci])
-                    {
-                        continue;
-                    }
-                    entry.scanned |= 1 << d;
-                    let matched = &mut entry.matched;
-                    if let Err(err) = db.matcher.scan(&mut ms[d], &entry.value, |id| {
-                        if let Some(&ri) = db.pattern_rule.get(id as usize) {
-                            matched.push(ri);
-                        }
-                    }) {
-                        entry.error = true;
-                        errors.push(format!("{}: {err}", target_label(f)));
-                    }
-                    matched.sort_unstable();
-                    matched.dedup();
+            spans[fi] = (v0, c0, fi);
+        }
+        // Pass 2: scan. Each value once per database it needs; with
+        // Hyperscan, all the values a database needs in one call, and
+        // value by value only where a match ended.
+        let mut todo: u64 = cache.entries.iter().fold(0, |m, e| m | e.needs);
+        let mut members: Vec<usize> = Vec::new();
+        let mut starts: Vec<usize> = Vec::new();
+        let mut candidate: Vec<bool> = Vec::new();
+        while todo != 0 {
+            let d = todo.trailing_zeros() as usize;
+            todo &= todo - 1;
+            let Some(db) = &self.dbs[d] else { continue };
+            members.clear();
+            members
+                .extend((0..cache.entries.len()).filter(|&e| cache.entries[e].needs & 1 << d != 0));
+            candidate.clear();
+            candidate.resize(members.len(), true);
+            if members.len() > 1 && db.matcher.can_batch() {
+                joined.clear();
+                starts.clear();
+                for &e in &members {
+                    starts.push(joined.len());
+                    joined.extend_from_slice(&cache.entries[e].value);
+                    joined.push(matcher::BATCH_SEPARATOR);
                 }
+                // Past this many reported ends, value by value is cheaper.
+                let max_ends = members.len() * 4 + 64;
+                if let Ok(true) = db.matcher.batch_scan(&mut ms[d], joined, ends, max_ends) {
+                    candidate.fill(false);
+                    for &end in ends.iter() {
+                        // The value the match ends in (or on whose
+                        // separator it ends).
+                        let k = starts.partition_point(|&st| st < end as usize);
+                        if let Some(k) = k.checked_sub(1) {
+                            candidate[k] = true;
+                        }
+                    }
+                }
+            }
+            for (k, &e) in members.iter().enumerate() {
+                let entry = &mut cache.entries[e];
+                entry.scanned |= 1 << d;
+                if !candidate[k] {
+                    continue;
+                }
+                let matched = &mut entry.matched;
+                if let Err(err) = db.matcher.scan(&mut ms[d], &entry.value, |id| {
+                    if let Some(&ri) = db.pattern_rule.get(id as usize) {
+                        matched.push(ri);
+                    }
+                }) {
+                    entry.error = true;
+                    let label = fields
+                        .get(entry.field)
+                        .map(target_label)
+                        .unwrap_or_default();
+                    errors.push(format!("{label}: {err}"));
+                }
+                matched.sort_unstable();
+                matched.dedup();
+            }
+        }
+        // Pass 3: rules and detectors, field by field.
+        // A rule scores once per (field name, value): a JSON leaf is both a
+        // `json` and an `args_post` field, and must not count twice.
+        let mut scored: HashSet<(usize, usize, &[u8])> = HashSet::new();
+        for (fi, f) in fields.iter().enumerate() {
+            let (v0, c0, active) = spans[fi];
+            if active == usize::MAX {
+                continue;
+            }
+            let Some(plan) = self.plans.get(f.kind as usize) else {
+                continue;
+            };
+            let v1 = spans.get(fi + 1).map_or(field_values.len(), |s| s.0);
+            value_of_chain.fill(NONE);
+            for (k, (ci, _)) in plan.chains.iter().enumerate() {
+                value_of_chain[*ci] = field_chains[c0 + k] as usize;
+            }
+            for &e in &field_values[v0..v1] {
+                let e = e as usize;
                 let entry = &mut cache.entries[e];
                 if entry.error {
                     continue;
@@ -799,9 +965,19 @@ impl RuleSet {
                         continue;
                     }
                     let found = match check {
-                        Check::Native(n) => entry.natives[*n as usize]
-                            .get_or_insert_with(|| run_check(check, &entry.value))
-                            .clone(),
+                        Check::Native(n) => {
+                            if entry.natives_run & 1 << *n as u8 == 0 {
+                                entry.natives_run |= 1 << *n as u8;
+                                if let Some(d) = run_check(check, &entry.value) {
+                                    entry.natives_found.push((*n, d));
+                                }
+                            }
+                            entry
+                                .natives_found
+                                .iter()
+                                .find(|(k, _)| k == n)
+                                .map(|(_, d)| d.clone())
+                        }
                         _ => run_check(check, &entry.value),
                     };
                     if found.is_some() != self.rules[*ri].negate
@@ -849,6 +1025,7 @@ impl RuleSet {
         &self,
         at: usize,
         input: &'a [u8],
+        input_classes: Classes,
         vals: &mut [NodeVal],
         cache: &mut ValueCache<'a>,
     ) -> usize {
@@ -862,11 +1039,15 @@ impl RuleSet {
             vals[at] = NodeVal::Same(at);
             return at;
         };
-        let p = self.node_value(node.parent, input, vals, cache);
-        let bytes: &[u8] = match vals[p] {
-            NodeVal::Entry(e) => &cache.entries[e].value,
-            _ => input,
+        let p = self.node_value(node.parent, input, input_classes, vals, cache);
+        let (bytes, cls): (&[u8], Classes) = match vals[p] {
+            NodeVal::Entry(e) => (&cache.entries[e].value, cache.entries[e].classes),
+            _ => (input, input_classes),
         };
+        if !t.may_change(cls) {
+            vals[at] = NodeVal::Same(p);
+            return p;
+        }
         let out = match t.apply(bytes) {
             Cow::Borrowed(s) if s.len() == bytes.len() => {
                 vals[at] = NodeVal::Same(p);
@@ -1202,6 +1383,109 @@ rules:
                 .verdict,
             Verdict::Allow
         );
+    }
+
+    /// Many values scanned in one batch give the hits a value-by-value scan
+    /// gives: anchored patterns hold at each value, a match in one value
+    /// does not hide the same pattern in another, nothing leaks across
+    /// values, and negated rules still see each value.
+    #[test]
+    fn batched_values_hit_like_single_values() {
+        const BATCH: &str = r#"pack: t
+rules:
+  - id: 200
+    name: whole value
+    severity: critical
+    targets: [args]
+    match: {equals: "admin"}
+  - id: 201
+    name: starts
+    severity: critical
+    targets: [args]
+    transforms: [lowercase]
+    match: {starts_with: "drop"}
+  - id: 202
+    name: floating
+    severity: critical
+    targets: [args, headers]
+    transforms: [url_decode]
+    match: {regex: "union\\s+select"}
+  - id: 203
+    name: ends
+    severity: critical
+    targets: [args]
+    match: {regex: "--$"}
+  - id: 204
+    name: not numeric
+    severity: low
+    targets: ["args:id"]
+    match: {regex: "^[0-9]+$", negate: true}
+"#;
+        let mut values: Vec<(TargetKind, String, String)> = (0..60)
+            .map(|i| {
+                (
+                    TargetKind::ArgsPost,
+                    format!("f{i}"),
+                    format!("clean value {i}"),
+                )
+            })
+            .collect();
+        let planted = [
+            (7, "admin"),
+            (8, "xadmin"),
+            (20, "DROP table"),
+            (21, "x drop"),
+            (30, "1 union%20select 2"),
+            (31, "union"),
+            (32, "select"),
+            (40, "a--"),
+            (41, "--a"),
+            (55, "union select again"),
+        ];
+        for (i, v) in planted {
+            values[i].2 = v.to_string();
+        }
+        values.push((TargetKind::ArgsGet, "id".into(), "12".into()));
+        values.push((TargetKind::ArgsGet, "id".into(), "12a".into()));
+        values.push((TargetKind::Headers, "x-a".into(), "union\nselect".into()));
+        let list: Vec<(TargetKind, &str, &str)> = values
+            .iter()
+            .map(|(k, n, v)| (*k, n.as_str(), v.as_str()))
+            .collect();
+        let f = fields(&list);
+        let mut want = vec![
+            (200, "args_post:f7".to_string()),
+            (201, "args_post:f20".into()),
+            (202, "args_post:f30".into()),
+            (203, "args_post:f40".into()),
+            (202, "args_post:f55".into()),
+            (204, "args_get:id".into()),
+            (202, "headers:x-a".into()),
+        ];
+        want.sort();
+        let mut backends = vec![Backend::Pure];
+        if Backend::default() != Backend::Pure {
+            backends.push(Backend::default());
+        }
+        for backend in backends {
+            let settings = EngineSettings {
+                backend,
+                ..EngineSettings::default()
+            };
+            let rs = set(BATCH, &settings);
+            let mut sc = EngineScratch::default();
+            for _ in 0..2 {
+                let ev = rs.evaluate(&f, &RequestFacts::default(), &mut sc);
+                let mut got: Vec<(u32, String)> = ev
+                    .hits
+                    .iter()
+                    .map(|h| (h.rule_id, h.target.clone()))
+                    .collect();
+                got.sort();
+                assert_eq!(got, want, "{backend}");
+                assert!(ev.errors.is_empty());
+            }
+        }
     }
 
     #[test]
