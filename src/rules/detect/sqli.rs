@@ -26,7 +26,10 @@
 //!    see it after `… = '<v>'` (`sql:single-quote`), `… = "<v>"`
 //!    (`sql:double-quote`) and `… = <v>` (`sql:numeric`, raw). In a quoted
 //!    context the stream starts inside the application's literal; the value
-//!    *breaks out* if that first string token closes inside the value.
+//!    *breaks out* if that first string token closes inside the value. A
+//!    value holding a backtick is also lexed inside a `` `…` `` identifier
+//!    (`sql:backtick`: sort columns and table names taken from the request),
+//!    where only the grammar right after the break-out is judged.
 //! 4. **Rules**: a small grammar over the tokens after the break-out (see
 //!    `after_breakout`, `anywhere`, `value_position`). Strong shapes (UNION
 //!    SELECT, stacked statements, an operator followed by a subquery or a
@@ -39,7 +42,11 @@
 //!    it. That syntactic check is what keeps names, prose and code quiet.
 //!    An operator-led expression after the quote that ends the statement
 //!    with a wordless comment or `;` (`x'|name--`, `id'not like id--`) is
-//!    judged the same way (`terminated_expression`).
+//!    judged the same way (`terminated_expression`). Also: the tail of a
+//!    select list after the break-out (`) AS n FROM`, `1 AS "x" FROM t`,
+//!    `` ` AS `x` FROM ``), a whole value that parses and casts to a
+//!    PostgreSQL type (`password::int`), a leading `HAVING` with a
+//!    comparison, and a SQL built-in's name with its `(` as the whole value.
 //! 5. **Paths** (`detect_path`, `match: {sqli_path: true}`): the whole
 //!    value, then each `/`-separated segment alone, so that a REST route
 //!    segment gets the numeric context a query parameter gets.
@@ -84,6 +91,14 @@
 //! - `order by date` alone does not match: with nothing before it there is
 //!   no break-out, and in numeric context only a column number counts
 //!   (`1 ORDER BY 3`).
+//! - A SQL built-in's name and an open parenthesis as the whole value
+//!   (`count(`, `cast (`) matches, as a search box typing code would; with
+//!   anything after the `(` it is judged as any other call.
+//! - A `::` cast counts only to a lower-case type name (`::int`, `::text`);
+//!   `Pod::Text` and `std::string` are namespaces, and `::INT` is missed.
+//! - `AS alias FROM` needs a quoted alias unless a `)` closed the
+//!   expression, and after `FROM` only a table name and the end or a
+//!   clause: "5 as usual from Monday" is prose.
 //!
 //! # Cost
 //! Linear in the value: each context lexes at most [`MAX_SCAN_BYTES`] bytes
@@ -112,6 +127,7 @@ pub const FINGERPRINT_LEN: usize = 8;
 const CTX_NUMERIC: &str = "sql:numeric";
 const CTX_SINGLE: &str = "sql:single-quote";
 const CTX_DOUBLE: &str = "sql:double-quote";
+const CTX_BACKTICK: &str = "sql:backtick";
 /// Not tied to one splice context.
 const CTX_ANY: &str = "sql:any";
 
@@ -137,6 +153,9 @@ const R_TERMINATED: &str = "terminated-expression";
 const R_EMPTY_OPERAND: &str = "empty-string-operand";
 const R_LITERAL_COMMENT: &str = "boolean-literal-then-comment";
 const R_SYNTAX_PROBE: &str = "syntax-error-probe";
+const R_ALIAS: &str = "alias-then-from";
+const R_CAST: &str = "postgres-cast";
+const R_OPEN_CALL: &str = "unclosed-sql-call";
 
 /// Does `input`, spliced into a SQL statement, form injected SQL structure?
 ///
@@ -203,6 +222,18 @@ fn detect_ascii(input: &[u8], cut: bool) -> Option<Detection> {
                     return Some(hit.detection(context, &stream));
                 }
             }
+        }
+    }
+    // `… ORDER BY `<v>``, `SELECT `<v>` FROM …`: column and table names
+    // taken from the request land in a backtick-quoted identifier. Only the
+    // grammar right after the break-out is judged there: Markdown code
+    // spans also hold backticks.
+    if input.contains(&b'`') && !prose_before(input, b'`') {
+        let stream = Stream::lex(input, Some(b'`'), cut);
+        if stream.toks().first().is_some_and(|x| !x.has(OPEN))
+            && let Some(rule) = after_breakout(stream.toks(), 1, stream.end, true)
+        {
+            return Some(Hit { rule, from: 0 }.detection(CTX_BACKTICK, &stream));
         }
     }
     let stream = Stream::lex(input, None, cut);
@@ -295,7 +326,8 @@ fn fold_quotes(b: &[u8]) -> Option<Vec<u8>> {
 /// OUTFILE '…'), `;` (stacked), `(` (calls, subqueries), `@` (`@@version`),
 /// `*` (a `/*` comment hiding a leading number), a leading number (numeric
 /// break-out), a leading boolean operator or the word `union` (unquoted
-/// UNION SELECT), or a leading `ORDER`/`GROUP` (`ORDER BY 1--`).
+/// UNION SELECT), a leading `ORDER`/`GROUP`/`HAVING` (`ORDER BY 1--`), a
+/// backtick (identifier context), `::` (a cast) or `) AS`.
 fn worth_lexing(b: &[u8]) -> bool {
     let lead = b.iter().find(|&&c| !is_space(c) && c != b'-' && c != b'+');
     if lead.is_some_and(|&c| c.is_ascii_digit() || c == b'.') {
@@ -316,9 +348,22 @@ fn worth_lexing(b: &[u8]) -> bool {
     {
         return true;
     }
+    // A leading `HAVING` clause probe, or `) AS alias FROM`.
+    if rest.len() > 6 && rest[..6].eq_ignore_ascii_case(b"having") {
+        return true;
+    }
+    if rest.len() > 3
+        && rest[..2].eq_ignore_ascii_case(b"as")
+        && is_space(rest[2])
+        && b[..start].contains(&b')')
+    {
+        return true;
+    }
     // One pass with an early exit; the `union` test only runs at a `u`.
     b.iter().enumerate().any(|(i, &c)| match c {
-        b'\'' | b'"' | b';' | b'(' | b'@' | b'*' => true,
+        b'\'' | b'"' | b';' | b'(' | b'@' | b'*' | b'`' => true,
+        // A PostgreSQL cast (`password::int`).
+        b':' => b.get(i + 1) == Some(&b':'),
         // `x=AND 1=1`, `a,OR 2>1`: a boolean operator after punctuation.
         b'=' | b',' => {
             let next = b[i + 1..]
@@ -473,6 +518,8 @@ enum Kw {
     Qualifier,
     /// `LIMIT`.
     Limit,
+    /// `WHERE`.
+    Where,
 }
 
 /// The string did not close inside the value (the application's quote, or
@@ -501,6 +548,11 @@ const GLUED: u16 = 1 << 8;
 const EMPTY: u16 = 1 << 9;
 /// A pattern comparison word (`LIKE`, `RLIKE`, `REGEXP`, `GLOB`, `ILIKE`).
 const LIKE: u16 = 1 << 10;
+/// A lower-case PostgreSQL type name (`int`, `text`, `jsonb`…), the target
+/// of a `::` cast. Capitalised words are namespaces (`Pod::Text`).
+const SQL_TYPE: u16 = 1 << 11;
+/// A `` `quoted` `` identifier.
+const QUOTED_ID: u16 = 1 << 12;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tok {
@@ -602,7 +654,8 @@ fn lookup(word: &[u8]) -> Option<(Class, Kw, u16)> {
         b"end" | b"asc" | b"desc" => (C::Keyword, Kw::Closer, 0),
         b"limit" => (C::Keyword, Kw::Limit, 0),
         b"escape" | b"collate" => (C::Keyword, Kw::Qualifier, 0),
-        b"where" | b"offset" | b"case" | b"when" | b"then" | b"else" | b"values" | b"join"
+        b"where" => (C::Keyword, Kw::Where, 0),
+        b"offset" | b"case" | b"when" | b"then" | b"else" | b"values" | b"join"
         | b"on" | b"procedure" => (C::Keyword, Kw::None, 0),
         b"table" | b"view" | b"index" | b"trigger" | b"function" | b"login" => {
             (C::Keyword, Kw::Object, 0)
@@ -634,7 +687,14 @@ fn lookup(word: &[u8]) -> Option<(Class, Kw, u16)> {
         | b"soundex" | b"octet_length" | b"regexp_substr" | b"sys_context" | b"user_name"
         | b"suser_sname" | b"is_srvrolemember" | b"object_id" | b"db_id" | b"schema_name"
         | b"connection_id" | b"last_insert_id" | b"row_count" | b"found_rows" | b"ltrim"
-        | b"rtrim" | b"trim" | b"round" | b"overlay" => (C::Word, Kw::None, KNOWN_FN),
+        | b"rtrim" | b"trim" | b"round" | b"overlay"
+        // Aggregates and math functions.
+        | b"max" | b"min" | b"sum" | b"avg" | b"pi" | b"ln" | b"log" | b"sin" | b"cos"
+        | b"compress" | b"uncompress" => (C::Word, Kw::None, KNOWN_FN),
+        // Cast targets (`password::int`, `version()::text`).
+        b"int" | b"int2" | b"int4" | b"int8" | b"integer" | b"bigint" | b"smallint" | b"text"
+        | b"varchar" | b"numeric" | b"jsonb" | b"regclass" | b"oid" | b"bool" | b"boolean"
+        | b"float4" | b"float8" | b"bytea" => (C::Word, Kw::None, SQL_TYPE),
         _ => return None,
     };
     Some(found)
@@ -813,7 +873,9 @@ impl<'a> Lexer<'a> {
                     continue;
                 }
                 self.i = j + 1;
-                return Tok::new(Class::Word);
+                let mut tok = Tok::new(Class::Word);
+                tok.flags |= QUOTED_ID;
+                return tok;
             }
             j += 1;
         }
@@ -939,6 +1001,9 @@ impl<'a> Lexer<'a> {
             flags,
             ch: 0,
         };
+        if self.b[start].is_ascii_uppercase() {
+            tok.flags &= !SQL_TYPE;
+        }
         let tight = self.b.get(end) == Some(&b'(');
         // Any identifier directly followed by `(` is a call; a known
         // function also when spaces or comments separate it from `(`
@@ -1309,6 +1374,8 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
             }
             if logic_then_literal_comparison(t, i) {
                 Some(R_TAUTOLOGY)
+            } else if i > 0 && alias_then_from(t, i, true) {
+                Some(R_ALIAS)
             } else if logic_literal_comment(t, i) {
                 Some(R_LITERAL_COMMENT)
             } else {
@@ -1319,7 +1386,52 @@ fn judge_numeric(stream: &Stream) -> Option<Hit> {
     if let Some(rule) = rule {
         return Some(Hit { rule, from: 0 });
     }
+    if pg_cast(t, stream.end) {
+        return Some(Hit {
+            rule: R_CAST,
+            from: 0,
+        });
+    }
+    if open_call_probe(t) {
+        return Some(Hit {
+            rule: R_OPEN_CALL,
+            from: 0,
+        });
+    }
     anywhere(t, 0)
+}
+
+/// `cast(`, `SLEEP   (`, `count(`: the whole value is the name of a SQL
+/// built-in and the parenthesis that opens its call, nothing else. Spliced
+/// anywhere it breaks the statement exactly where the database names the
+/// function in its error, which is what probes for which functions pass a
+/// filter look like. Text does not end in an open call, and code closes it.
+fn open_call_probe(t: &[Tok]) -> bool {
+    t.len() == 2
+        && t[0].class == Class::Func
+        && t[0].has(KNOWN_FN | DANGER_FN)
+        && t[1].class == Class::LParen
+}
+
+/// The whole value is one expression with a PostgreSQL cast of an operand
+/// to a lower-case type name: `password::int`, `starts_with(password,'a')::int`,
+/// `1+current_user::int`. Casting a text column to a number is how
+/// error-based extraction makes PostgreSQL print the value; code that uses
+/// `::` names a namespace (`std::string`, `Pod::Text`), which is not a
+/// type, and prose does not parse.
+fn pg_cast(t: &[Tok], end: End) -> bool {
+    use Class as C;
+    if !matches!(end, End::Plain | End::Comment) {
+        return false;
+    }
+    let cast = t.windows(3).any(|w| {
+        matches!(w[0].class, C::Word | C::RParen | C::Num | C::Str)
+            && w[1].class == C::Arith
+            && w[1].ch == b':'
+            && w[2].class == C::Word
+            && w[2].has(SQL_TYPE)
+    });
+    cast && walk(t, 0, true).is_some()
 }
 
 /// Index after a leading number (with optional signs) or a leading string
@@ -1347,6 +1459,11 @@ fn numeric_anchor(t: &[Tok]) -> Option<usize> {
 /// the rest, as the whole value (the application put it after its own
 /// expression). "order by 2" without the comment is text.
 fn leading_clause_probe(t: &[Tok]) -> bool {
+    // `HAVING COUNT(id) > 5`, `having 1=1`: a group filter that compares a
+    // literal or an aggregate; "having fun" has no comparison.
+    if kw_at(t, 0) == Kw::Having {
+        return walk(t, 1, true).is_some_and(|s| s.cmp && (s.call || s.literal));
+    }
     matches!(kw_at(t, 0), Kw::Order | Kw::Group)
         && kw_at(t, 1) == Kw::By
         && class_at(t, 2) == Some(Class::Num)
@@ -1380,6 +1497,9 @@ fn after_breakout(t: &[Tok], at: usize, end: End, quoted: bool) -> Option<&'stat
     }
     if is_waitfor(t, i) {
         return Some(R_WAITFOR); // ' WAITFOR DELAY '0:0:5'
+    }
+    if alias_then_from(t, i, i > at) {
+        return Some(R_ALIAS); // ` AS `uid` FROM · 1234 AS "x" FROM t · ) AS n FROM
     }
     if operator_then_payload(t, i) {
         return Some(R_OP_PAYLOAD); // ' AND SLEEP(5), '||(SELECT …
@@ -1617,7 +1737,8 @@ fn stacked_ok(t: &[Tok], i: usize) -> bool {
         }
         Kw::Create | Kw::Alter => next == Kw::Object && name_end(t, i + 2).is_some(),
         Kw::Delete => next == Kw::From && name_end(t, i + 2).is_some(),
-        Kw::Insert => next == Kw::Into && name_end(t, i + 2).is_some(),
+        // `; insert into` cut off where the application's text resumes.
+        Kw::Insert => next == Kw::Into && (name_end(t, i + 2).is_some() || t.len() == i + 2),
         Kw::Update => name_end(t, i + 1).is_some_and(|k| kw_at(t, k) == Kw::Set),
         // EXEC proc [args]: a bare word after the name means prose.
         Kw::Exec => match class_at(t, i + 1) {
@@ -1649,6 +1770,42 @@ fn name_end(t: &[Tok], j: usize) -> Option<usize> {
         }
     }
     Some(k)
+}
+
+/// `AS alias FROM [table]` at `i`, the end of a select-list item: the value
+/// closed the application's expression (a quote, a number, `)`) and starts
+/// the rest of a `SELECT` of its own. The alias must be quoted (`"x"`,
+/// `` `x` ``, `'x'`) unless `paren` says a `)` closed the expression; after
+/// `FROM` only a table name and the end of the statement or a clause may
+/// follow, so "5 as usual from Monday on" is not SQL.
+fn alias_then_from(t: &[Tok], i: usize, paren: bool) -> bool {
+    use Class as C;
+    if kw_at(t, i) != Kw::As {
+        return false;
+    }
+    let alias_ok = t.get(i + 1).is_some_and(|x| match x.class {
+        C::Str => !x.has(OPEN) && !x.has(SPACED) && !x.has(EMPTY),
+        C::Word => paren || x.has(QUOTED_ID),
+        _ => false,
+    });
+    if !alias_ok || kw_at(t, i + 2) != Kw::From {
+        return false;
+    }
+    let j = i + 3;
+    if t.len() == j {
+        return true;
+    }
+    name_end(t, j).is_some_and(|k| {
+        t.get(k).is_none_or(|x| {
+            matches!(
+                x.class,
+                C::Semi | C::Comment | C::Comma | C::RParen | C::Union
+            ) || matches!(
+                x.kw,
+                Kw::Where | Kw::Order | Kw::Group | Kw::Having | Kw::Limit
+            )
+        })
+    })
 }
 
 /// `[;] WAITFOR DELAY|TIME` at `i` (MSSQL time-based blind).
@@ -2058,6 +2215,55 @@ mod tests {
             cases.len(),
             flagged.join("\n")
         );
+    }
+
+    #[test]
+    fn select_tails_casts_having_and_identifier_context() {
+        for (input, rule) in [
+            (") AS total FROM", R_ALIAS),
+            (")      AS schlagwoerter      FROM", R_ALIAS),
+            (") as col_0_0_ from", R_ALIAS),
+            (") AS `carrier_id` from", R_ALIAS),
+            (") AS 'avg_time' FROM", R_ALIAS),
+            ("1234 AS \"foobar\" FROM tablevar2", R_ALIAS),
+            ("` AS `edit_user_id` from", R_ALIAS),
+            ("x' AS \"n\" FROM users--", R_ALIAS),
+            ("password::int", R_CAST),
+            ("starts_with(password,'a')::int", R_CAST),
+            ("1+current_user::int", R_CAST),
+            ("version()::text", R_CAST),
+            (" HAVING COUNT(CustomerID) > 5", R_CLAUSE),
+            ("having 1=1", R_CLAUSE),
+            ("; insert into", R_STACKED),
+            ("cast(", R_OPEN_CALL),
+            ("SLEEP   (", R_OPEN_CALL),
+            ("Compress (", R_OPEN_CALL),
+        ] {
+            let hit = detect(input.as_bytes()).unwrap_or_else(|| panic!("missed {input:?}"));
+            assert!(hit.detail.starts_with(rule), "{input:?} => {hit:?}");
+        }
+        for input in [
+            "5 as usual from Monday on",
+            "(see above) as well from",
+            ") as seen from the bridge",
+            "2 AS well FROM here",
+            "std::string",
+            "Pod::Text",
+            "Mojo::JSON",
+            "a::b::c",
+            "Foo::Int",
+            "having fun",
+            "having 2 kids",
+            "Use `git commit` as the last step from now on",
+            "The `id` column as a key from the users table",
+            "`code` spans",
+            "x`; echo",
+            "count(x)",
+            "the count (",
+            "Jerry (",
+        ] {
+            assert_eq!(detect(input.as_bytes()), None, "{input:?}");
+        }
     }
 
     #[test]

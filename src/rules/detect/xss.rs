@@ -871,7 +871,13 @@ fn url_value(s: &[u8]) -> Option<String> {
     let (scheme, at) = script_url(v, Kind::Other)?;
     let payload = &v[at..];
     let runs = scheme == "data" || payload.iter().any(|&b| matches!(b, b'(' | b'`' | b'='));
-    runs.then(|| format!("scheme={scheme}"))
+    // A scheme split by tabs, newlines or other controls (`ja&Tab;vascript:`,
+    // `java\tscript:`) was written to get past a filter: titles and prose
+    // spell the word plainly, so no code needs to follow.
+    let scheme_part = &v[..at - 1];
+    let lead = scheme_part.iter().take_while(|&&c| c <= 0x20).count();
+    let hidden = scheme_part[lead..].iter().any(|&c| c < 0x20);
+    (runs || hidden).then(|| format!("scheme={scheme}"))
 }
 
 /// Markdown link targets `[text](INPUT)`, judged like a URL attribute.
@@ -1137,6 +1143,10 @@ mod tests {
         "  javascript:alert(1)",
         "java\tscript:alert(1)",
         "javascript://%0aalert(1)",
+        "ja&tab;vascript: ",
+        "ja\tvascript:",
+        "v&NewLine;b&Tab;script:",
+        "j\na\tv\na\ts\nc\nr\ti\tp\nt::",
         "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
         // JS string contexts.
         "';alert(1)//",
@@ -1182,6 +1192,7 @@ mod tests {
         "I love javascript and typescript",
         "JavaScript: The Good Parts",
         "javascript:",
+        "  JavaScript:  ",
         "My favourite language: javascript (really)",
         "&lt;script&gt;alert(1)&lt;/script&gt;",
         "&lt;b&gt;bold&lt;/b&gt; &amp; more",
