@@ -103,13 +103,14 @@ free_port() {        # VAR -> sets VAR (not run in a subshell, so USED_PORTS sti
 }
 
 wait_listening() {   # port pid name
+    # 60 s: the gateway compiles every bundled pack (Hyperscan) before it listens
     local port=$1 pid=$2 name=$3
-    for _ in $(seq 100); do
+    for _ in $(seq 600); do
         kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) exited during start-up; see $TMP"
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    die "$name did not listen on 127.0.0.1:$port within 10s"
+    die "$name did not listen on 127.0.0.1:$port within 60s"
 }
 
 children_of() {      # direct children of a PID (nginx workers of a master)
@@ -276,6 +277,8 @@ upstream:
   url: "http://127.0.0.1:$UP_PORT"
 admin:
   listen: "127.0.0.1:$3"
+store:
+  path: "$1/data"
 logging:
   dir: "$1/logs"
   level: info

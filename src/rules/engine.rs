@@ -590,16 +590,18 @@ impl RuleSet {
             }
         }
         let mut dbs = Vec::new();
-        for ((specs, pattern_rule), kinds_in) in specs.into_iter().zip(db_rules).zip(db_kinds) {
-            if specs.is_empty() {
+        let compiled = compile_all(&specs, settings.backend);
+        for ((compiled, pattern_rule), kinds_in) in compiled.into_iter().zip(db_rules).zip(db_kinds)
+        {
+            let Some(compiled) = compiled else {
                 dbs.push(None);
                 continue;
-            }
+            };
             let mut chains_in = vec![false; chains.len()];
             for &ri in &pattern_rule {
                 chains_in[rule_chain[ri]] = true;
             }
-            match matcher::compile(&specs, settings.backend) {
+            match compiled {
                 Ok(matcher) => dbs.push(Some(Db {
                     matcher,
                     pattern_rule,
@@ -1153,6 +1155,50 @@ impl RuleSet {
         }
         Some(fired != r.negate)
     }
+}
+
+/// Compiles every non-empty pattern list (`None` for an empty one), on as
+/// many threads as the machine has cores, largest list first: the Hyperscan
+/// compiler is the bulk of loading a rule set, and each database compiles
+/// on its own. Off the request path (start, check, reload).
+fn compile_all(
+    specs: &[Vec<PatternSpec>],
+    backend: Backend,
+) -> Vec<Option<Result<MatcherSet, matcher::CompileError>>> {
+    let mut order: Vec<usize> = (0..specs.len()).filter(|&d| !specs[d].is_empty()).collect();
+    order.sort_by_key(|&d| std::cmp::Reverse(specs[d].len()));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(order.len())
+        .max(1);
+    let next = AtomicU64::new(0);
+    let mut out: Vec<Option<Result<MatcherSet, matcher::CompileError>>> =
+        specs.iter().map(|_| None).collect();
+    let work = || {
+        let mut done = Vec::new();
+        while let Some(&d) = order.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+            done.push((d, matcher::compile(&specs[d], backend)));
+        }
+        done
+    };
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..workers).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in helpers {
+            // A compiler thread that panicked: its lists are compiled again
+            // below (and the panic, if it repeats, surfaces on this thread).
+            all.extend(h.join().unwrap_or_default());
+        }
+        for (d, r) in all {
+            out[d] = Some(r);
+        }
+    });
+    for (d, slot) in out.iter_mut().enumerate() {
+        if slot.is_none() && !specs[d].is_empty() {
+            *slot = Some(matcher::compile(&specs[d], backend));
+        }
+    }
+    out
 }
 
 fn is_pattern(op: &Operator) -> bool {

@@ -429,20 +429,32 @@ pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, Co
         })
         .collect::<Result<Box<[_]>, _>>()?;
 
+    let engine = |prepared: &[Prepared]| -> Result<Engine, CompileError> {
+        Ok(if specs.is_empty() {
+            Engine::Empty
+        } else {
+            match backend {
+                #[cfg(feature = "hyperscan")]
+                Backend::Hyperscan => Engine::Hyperscan(compile_hyperscan(prepared, &ids)?),
+                Backend::Pure => Engine::Pure(compile_pure(specs, prepared, PURE_NFA_SIZE_LIMIT)?),
+            }
+        })
+    };
+    // The batch database compiles on a second thread, beside the exact one
+    // (each is a whole Hyperscan compile).
     #[cfg(feature = "hyperscan")]
-    let batch = match backend {
-        Backend::Hyperscan if !specs.is_empty() => compile_hyperscan_batch(&prepared),
-        _ => None,
+    let (engine, batch) = match backend {
+        Backend::Hyperscan if !specs.is_empty() => std::thread::scope(|s| {
+            let batch = s.spawn(|| compile_hyperscan_batch(&prepared));
+            let engine = engine(&prepared);
+            // A panicked batch compile only loses the shortcut.
+            (engine, batch.join().ok().flatten())
+        }),
+        _ => (engine(&prepared), None),
     };
-    let engine = if specs.is_empty() {
-        Engine::Empty
-    } else {
-        match backend {
-            #[cfg(feature = "hyperscan")]
-            Backend::Hyperscan => Engine::Hyperscan(compile_hyperscan(&prepared, &ids)?),
-            Backend::Pure => Engine::Pure(compile_pure(specs, &prepared, PURE_NFA_SIZE_LIMIT)?),
-        }
-    };
+    #[cfg(not(feature = "hyperscan"))]
+    let engine = engine(&prepared);
+    let engine = engine?;
     Ok(MatcherSet {
         uid: NEXT_SET_UID.fetch_add(1, Ordering::Relaxed),
         backend,
