@@ -139,9 +139,54 @@ struct KindPlan {
     negated: Vec<usize>,
     /// Bit per database that serves this kind.
     dbs: u64,
+    /// No chain's target names a field: every chain looks at every field
+    /// of this kind (so a field's [`Shape`] depends on its bytes only).
+    plain: bool,
+    /// Per chain (`RuleSet::chains` index): its position in `chains`, or
+    /// `NOT_IN_PLAN`.
+    pos: Vec<u32>,
 }
 
+const NOT_IN_PLAN: u32 = u32::MAX;
+
+/// How a plan's chains treat a field, given its byte classes: the chains
+/// none of whose transforms can change such a value (they all see the raw
+/// value), and the others, which are run. Memoised per thread by (kind,
+/// classes), so a field costs work in proportion to the chains that can
+/// change it, not to all of them.
+struct Shape {
+    /// The chains that see the raw value are in the plan but not here.
+    dynamic: Vec<u32>,
+    /// Does some chain see the raw value unchanged?
+    has_raw: bool,
+    /// Databases the raw value is scanned with for those chains.
+    raw_dbs: u64,
+}
+
+/// Where pass 1 left a field's values.
+struct FieldSpan {
+    /// Its distinct values (in `field_values`).
+    values: std::ops::Range<usize>,
+    /// Its changed chains' values (in `field_dyn`).
+    dyns: std::ops::Range<usize>,
+    /// Its raw value's entry, when a chain sees it.
+    raw: usize,
+    /// Not skipped by an exclusion, and its kind has a plan.
+    active: bool,
+}
+
+/// The memo key of a field's shape (mixed: the map trusts its keys' bits).
+fn shape_key(kind: TargetKind, c: Classes) -> u64 {
+    ((kind as u64) << 32 | u64::from(c)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Shapes memoised per thread at most (a bound, not a working size: a
+/// shape depends on a field's kind and which of ~17 byte classes it has).
+const MAX_SHAPES: usize = 4096;
+
 const KINDS: usize = TargetKind::ALL.len();
+// `RuleSet::rule_kinds` holds a bit per kind.
+const _: () = assert!(KINDS <= 32);
 
 /// Does the chain change ordinary clean text (so its output is almost
 /// always a value of its own)?
@@ -181,6 +226,8 @@ pub struct RuleSet {
     plans: Vec<KindPlan>,
     /// Native detectors and small operators, per rule.
     checks: Vec<(usize, Check)>,
+    /// Per rule: bit per kind one of its targets selects whole (no name).
+    rule_kinds: Vec<u32>,
     exclusions: Vec<Exclusion>,
     threshold: u32,
     outbound_threshold: u32,
@@ -194,9 +241,9 @@ pub struct EngineScratch {
     uid: u64,
     /// One per database.
     scratch: Vec<Scratch>,
-    /// Per chain: index of its output among the field's distinct values
-    /// (`NONE` when the chain does not look at the field).
-    value_of_chain: Vec<usize>,
+    /// Shapes (see [`Shape`]) by `shape_key`.
+    shapes: Vec<Shape>,
+    shape_of: std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<PassThrough>>,
     /// Batch scans: the joined values and the match ends reported.
     joined: Vec<u8>,
     ends: Vec<u32>,
@@ -393,7 +440,8 @@ impl EngineScratch {
         if self.uid != set.uid {
             self.uid = set.uid;
             self.scratch = set.dbs.iter().map(|_| Scratch::default()).collect();
-            self.value_of_chain = vec![NONE; set.chains.len()];
+            self.shapes.clear();
+            self.shape_of.clear();
         }
     }
 }
@@ -666,7 +714,28 @@ impl RuleSet {
                         .is_some_and(|db| db.kinds & 1 << kind as usize != 0)
                 })
                 .fold(0u64, |m, (d, _)| m | 1 << d);
+            plan.plain = plan
+                .chains
+                .iter()
+                .all(|(_, ts)| ts.iter().all(|t| t.name.is_none()));
+            plan.pos = vec![NOT_IN_PLAN; chains.len()];
+            for (k, (ci, _)) in plan.chains.iter().enumerate() {
+                plan.pos[*ci] = k as u32;
+            }
         }
+        let rule_kinds: Vec<u32> = rules
+            .iter()
+            .map(|r| {
+                TargetKind::ALL
+                    .iter()
+                    .filter(|&&kind| {
+                        r.targets
+                            .iter()
+                            .any(|t| t.name.is_none() && kind_selects(t.kind, kind))
+                    })
+                    .fold(0u32, |m, &kind| m | 1 << kind as usize)
+            })
+            .collect();
         let chain_dbs: Vec<u64> = (0..chains.len())
             .map(|ci| {
                 dbs.iter()
@@ -695,6 +764,7 @@ impl RuleSet {
             nodes,
             plans,
             checks,
+            rule_kinds,
             exclusions,
             threshold: settings.inbound_threshold,
             outbound_threshold: settings.outbound_threshold,
@@ -778,12 +848,16 @@ impl RuleSet {
         let mut errors = Vec::new();
         let EngineScratch {
             scratch: ms,
-            value_of_chain,
+            shapes,
+            shape_of,
             ends,
             joined,
             ..
         } = scratch;
-        let wants = |ri: usize, f: &Field<'_>| self.rules[ri].targets.iter().any(|t| selects(t, f));
+        let wants = |ri: usize, f: &Field<'_>| {
+            self.rule_kinds[ri] & 1 << f.kind as usize != 0
+                || self.rules[ri].targets.iter().any(|t| selects(t, f))
+        };
         // Every distinct transformed value of the request, with what the
         // databases and detectors found in it: a JSON leaf is also an
         // `args_post` field, a header value often repeats, and most chains
@@ -795,30 +869,57 @@ impl RuleSet {
                 Default::default(),
             ),
         };
-        // Pass 1: each field's chain outputs. Per field: its distinct
-        // values, and the value of each chain of its kind's plan (in plan
-        // order, `NONE` for a chain whose targets do not select the field).
+        // Pass 1: each field's chain outputs: its distinct values, and the
+        // value of each chain that a transform could change (`field_dyn`,
+        // by plan position); the other chains of a plain plan see the raw
+        // value.
         let mut field_values: Vec<u32> = Vec::new();
-        let mut field_chains: Vec<u32> = Vec::new();
-        let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(fields.len());
+        let mut field_dyn: Vec<(u32, u32)> = Vec::new();
+        let mut spans: Vec<FieldSpan> = Vec::with_capacity(fields.len());
         let mut node_val: Vec<NodeVal> = Vec::with_capacity(self.nodes.len());
+        let mut spare_shape = None;
         for (fi, f) in fields.iter().enumerate() {
-            let v0 = field_values.len();
-            let c0 = field_chains.len();
-            spans.push((v0, c0, usize::MAX));
-            if excl.skips_target(f) {
-                continue;
-            }
-            let Some(plan) = self.plans.get(f.kind as usize) else {
-                continue;
+            let mut span = FieldSpan {
+                values: field_values.len()..field_values.len(),
+                dyns: field_dyn.len()..field_dyn.len(),
+                raw: NONE,
+                active: false,
             };
-            node_val.clear();
-            node_val.resize_with(self.nodes.len(), || NodeVal::Unset);
+            let plan = match self.plans.get(f.kind as usize) {
+                Some(plan) if !excl.skips_target(f) => plan,
+                _ => {
+                    spans.push(span);
+                    continue;
+                }
+            };
             let raw_classes = classes(f.value);
+            let key = shape_key(f.kind, raw_classes);
+            let shape = match shape_of.get(&key) {
+                Some(&i) => &shapes[i as usize],
+                None if shapes.len() < MAX_SHAPES => {
+                    shape_of.insert(key, shapes.len() as u32);
+                    shapes.push(self.shape(plan, raw_classes));
+                    &shapes[shapes.len() - 1]
+                }
+                None => spare_shape.insert(self.shape(plan, raw_classes)),
+            };
             let mut raw_entry = NONE;
-            for (ci, ts) in &plan.chains {
-                if !ts.iter().any(|t| selects(t, f)) {
-                    field_chains.push(NONE as u32);
+            if shape.has_raw {
+                raw_entry = cache.intern(Cow::Borrowed(f.value));
+                let entry = &mut cache.entries[raw_entry];
+                entry.needs |= shape.raw_dbs;
+                if entry.field == NONE {
+                    entry.field = fi;
+                }
+                field_values.push(raw_entry as u32);
+            }
+            if !shape.dynamic.is_empty() {
+                node_val.clear();
+                node_val.resize_with(self.nodes.len(), || NodeVal::Unset);
+            }
+            for &k in &shape.dynamic {
+                let (ci, ts) = &plan.chains[k as usize];
+                if !plan.plain && !ts.iter().any(|t| selects(t, f)) {
                     continue;
                 }
                 let at = self.node_value(
@@ -837,22 +938,23 @@ impl RuleSet {
                         raw_entry
                     }
                 };
-                field_chains.push(e as u32);
+                field_dyn.push((k, e as u32));
                 // The databases this value is scanned with: those of its
                 // chains, among the ones that serve this kind of field.
                 let entry = &mut cache.entries[e];
-                let dbs = self.chain_dbs[*ci] & plan.dbs;
-                if entry.needs & dbs != dbs {
-                    entry.needs |= dbs;
-                    if entry.field == NONE {
-                        entry.field = fi;
-                    }
+                entry.needs |= self.chain_dbs[*ci] & plan.dbs;
+                if entry.field == NONE {
+                    entry.field = fi;
                 }
-                if !field_values[v0..].contains(&(e as u32)) {
+                if !field_values[span.values.start..].contains(&(e as u32)) {
                     field_values.push(e as u32);
                 }
             }
-            spans[fi] = (v0, c0, fi);
+            span.values.end = field_values.len();
+            span.dyns.end = field_dyn.len();
+            span.raw = raw_entry;
+            span.active = true;
+            spans.push(span);
         }
         // Pass 2: scan. Each value once per database it needs; with
         // Hyperscan, all the values a database needs in one call, and
@@ -919,26 +1021,34 @@ impl RuleSet {
         // A rule scores once per (field name, value): a JSON leaf is both a
         // `json` and an `args_post` field, and must not count twice.
         let mut scored: HashSet<(usize, usize, &[u8])> = HashSet::new();
-        for (fi, f) in fields.iter().enumerate() {
-            let (v0, c0, active) = spans[fi];
-            if active == usize::MAX {
+        for (f, span) in fields.iter().zip(&spans) {
+            if !span.active {
                 continue;
             }
             let Some(plan) = self.plans.get(f.kind as usize) else {
                 continue;
             };
-            let v1 = spans.get(fi + 1).map_or(field_values.len(), |s| s.0);
-            value_of_chain.fill(NONE);
-            for (k, (ci, _)) in plan.chains.iter().enumerate() {
-                value_of_chain[*ci] = field_chains[c0 + k] as usize;
-            }
-            for &e in &field_values[v0..v1] {
+            let dyns = &field_dyn[span.dyns.clone()];
+            // The value chain `ci` produced for this field (`NONE`: the
+            // chain does not look at it).
+            let value_of = |ci: usize| -> usize {
+                let k = plan.pos.get(ci).copied().unwrap_or(NOT_IN_PLAN);
+                if k == NOT_IN_PLAN {
+                    return NONE;
+                }
+                match dyns.iter().find(|(dk, _)| *dk == k) {
+                    Some(&(_, e)) => e as usize,
+                    None if plan.plain => span.raw,
+                    None => NONE,
+                }
+            };
+            for &e in &field_values[span.values.clone()] {
                 let e = e as usize;
                 let entry = &mut cache.entries[e];
                 if entry.error {
                     continue;
                 }
-                let mine = |ri: usize| value_of_chain[self.rule_chain[ri]] == e;
+                let mine = |ri: usize| value_of(self.rule_chain[ri]) == e;
                 for &ri in &entry.matched {
                     if !self.rules[ri].negate
                         && mine(ri)
@@ -1018,6 +1128,30 @@ impl RuleSet {
             verdict,
             errors,
         }
+    }
+
+    /// The shape of a field of `plan`'s kind whose bytes have classes `c`.
+    fn shape(&self, plan: &KindPlan, c: Classes) -> Shape {
+        let mut shape = Shape {
+            dynamic: Vec::new(),
+            has_raw: false,
+            raw_dbs: 0,
+        };
+        for (k, (ci, _)) in plan.chains.iter().enumerate() {
+            let stays = plan.plain
+                && self.chains[*ci]
+                    .chain
+                    .transforms()
+                    .iter()
+                    .all(|t| !t.may_change(c));
+            if stays {
+                shape.has_raw = true;
+                shape.raw_dbs |= self.chain_dbs[*ci] & plan.dbs;
+            } else {
+                shape.dynamic.push(k as u32);
+            }
+        }
+        shape
     }
 
     /// The value of trie node `at` for `input`, computing (and keeping)
