@@ -440,10 +440,15 @@ pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, Co
             }
         })
     };
-    // The batch database compiles on a second thread, beside the exact one
-    // (each is a whole Hyperscan compile).
+    // With a second core, the batch database compiles on a second thread,
+    // beside the exact one (each is a whole Hyperscan compile; on one core
+    // that would only raise the memory peak).
     #[cfg(feature = "hyperscan")]
     let (engine, batch) = match backend {
+        Backend::Hyperscan if !specs.is_empty() && !more_cores() => {
+            let engine = engine(&prepared);
+            (engine, compile_hyperscan_batch(&prepared))
+        }
         Backend::Hyperscan if !specs.is_empty() => std::thread::scope(|s| {
             let batch = s.spawn(|| compile_hyperscan_batch(&prepared));
             let engine = engine(&prepared);
@@ -1334,6 +1339,12 @@ fn compile_hyperscan(
             })
         }
     }
+}
+
+/// Can this process run more than one thread at once?
+#[cfg(feature = "hyperscan")]
+fn more_cores() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
 }
 
 /// The batch database of a set (see [`MatcherSet::batch_scan`]): the same
