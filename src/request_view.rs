@@ -745,16 +745,38 @@ fn parse_pairs(
     cs: Charset,
 ) -> Result<(), ViewError> {
     let start = col.fields.len();
+    // Every name and value is decoded into one buffer, and the fields are
+    // slices of it (or of the source, when nothing is escaped): one
+    // allocation per query or body at most, not two per pair.
+    let escaped = src.iter().any(|&b| b == b'%' || b == b'+');
+    let mut buf = Vec::with_capacity(if escaped { src.len() } else { 0 });
+    let mut spans = Vec::new();
     for (a, b) in pieces(src, b'&') {
         if a == b {
             continue;
         }
-        let (name, value) = match src[a..b].iter().position(|&c| c == b'=') {
-            Some(eq) => (src.slice(a..a + eq), src.slice(a + eq + 1..b)),
-            None => (src.slice(a..b), Bytes::new()),
+        let eq = src[a..b].iter().position(|&c| c == b'=').map(|e| a + e);
+        let (name, value) = match eq {
+            Some(eq) => (a..eq, eq + 1..b),
+            None => (a..b, b..b),
         };
-        let mut name = url_decode(&name);
-        let mut value = url_decode(&value);
+        if !escaped {
+            spans.push((name, value));
+            continue;
+        }
+        let n0 = buf.len();
+        url_decode_into(&src[name], &mut buf);
+        let n1 = buf.len();
+        url_decode_into(&src[value], &mut buf);
+        spans.push((n0..n1, n1..buf.len()));
+    }
+    let buf = if escaped {
+        Bytes::from(buf)
+    } else {
+        src.clone()
+    };
+    for (n, v) in spans {
+        let (mut name, mut value) = (buf.slice(n), buf.slice(v));
         if cs != Charset::Utf8 {
             // The escapes encode single-byte-charset bytes, so transcode
             // after decoding.
@@ -769,37 +791,38 @@ fn parse_pairs(
 }
 
 /// `%XX` → byte, `+` → space; anything else (including bad escapes) stays.
-/// Returns a slice of the input when there is nothing to decode.
-fn url_decode(src: &Bytes) -> Bytes {
-    if !src.iter().any(|&b| b == b'%' || b == b'+') {
-        return src.clone();
-    }
-    let s = &src[..];
-    let mut out = Vec::with_capacity(s.len());
+/// Appends to `out`, copying the runs between escapes whole.
+fn url_decode_into(s: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < s.len() {
-        match s[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
+        let run = s[i..]
+            .iter()
+            .position(|&b| b == b'%' || b == b'+')
+            .unwrap_or(s.len() - i);
+        out.extend_from_slice(&s[i..i + run]);
+        i += run;
+        if i >= s.len() {
+            break;
+        }
+        if s[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+            continue;
+        }
+        match (
+            s.get(i + 1).copied().and_then(hex),
+            s.get(i + 2).copied().and_then(hex),
+        ) {
+            (Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
             }
-            b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            c => {
-                out.push(c);
+            _ => {
+                out.push(b'%');
                 i += 1;
             }
         }
     }
-    Bytes::from(out)
 }
 
 fn hex(b: u8) -> Option<u8> {

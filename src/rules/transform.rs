@@ -177,7 +177,8 @@ impl Transform {
             Transform::HexDecode => return c & (NOT_HEX | EMPTY) == 0,
             Transform::Lowercase => UPPER | NON_ASCII,
             Transform::CompressWhitespace => CTRL_WS | WS_RUN | NON_ASCII,
-            Transform::RemoveWhitespace | Transform::Trim => SPACE | CTRL_WS | NON_ASCII,
+            Transform::RemoveWhitespace => SPACE | CTRL_WS | NON_ASCII,
+            Transform::Trim => EDGE_WS,
             Transform::RemoveNulls => NUL,
             Transform::RemoveComments | Transform::ReplaceComments => COMMENT,
             Transform::NormalizePath => SLASH | DOT,
@@ -223,6 +224,9 @@ pub mod class {
     pub const SPACE_BEFORE: u32 = 1 << 15;
     /// The value is empty.
     pub const EMPTY: u32 = 1 << 16;
+    /// The first or the last byte is whitespace or non-ASCII (what `trim`
+    /// can remove: ASCII whitespace, or a multi-byte Unicode space).
+    pub const EDGE_WS: u32 = 1 << 17;
 }
 
 const CLASS_TABLE: [u16; 256] = {
@@ -283,6 +287,10 @@ pub fn classes(v: &[u8]) -> Classes {
         }
         c |= k;
         prev = k;
+    }
+    let edge = |b: u8| u32::from(CLASS_TABLE[usize::from(b)]) & (SPACE | CTRL_WS | NON_ASCII) != 0;
+    if edge(v[0]) || edge(v[v.len() - 1]) {
+        c |= EDGE_WS;
     }
     c
 }
@@ -2362,7 +2370,8 @@ mod tests {
             .into_iter()
             .filter(|t| t.may_change(c))
             .collect();
-        assert_eq!(changing, vec![Lowercase, RemoveWhitespace, Cmdline, Trim]);
+        assert_eq!(changing, vec![Lowercase, RemoveWhitespace, Cmdline]);
+        assert!(Trim.may_change(classes(b" padded")) && Trim.may_change(classes(b"x\t")));
     }
 
     #[test]

@@ -151,6 +151,14 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     }) {
         return None;
     }
+    if dots_only(raw) {
+        return None;
+    }
+    judge(raw)
+}
+
+/// [`detect`] past its pre-filters.
+fn judge(raw: &[u8]) -> Option<Detection> {
     let s = normalize(raw);
     if let Some(d) = nul_byte(&s) {
         return found("path:nul-byte", d);
@@ -173,6 +181,48 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
         start = end + 1;
     }
     None
+}
+
+/// Whether `raw` can only hold plain dots (no separator, colon, NUL,
+/// encoded or wide form, and no `..`), with a delimiter inside it: then no
+/// token climbs, names a wrapper or several segments, and no token is the
+/// whole input (a lone sensitive name such as `.env`), so nothing can be
+/// found. The common case of prose, numbers and e-mail addresses.
+fn dots_only(raw: &[u8]) -> bool {
+    let plain = raw.iter().all(|&b| {
+        !matches!(
+            b,
+            b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xe2 | 0xef
+        )
+    });
+    if !plain || raw.windows(2).any(|w| w == b"..") {
+        return false;
+    }
+    let inner = trim(raw);
+    inner.iter().any(|&b| {
+        matches!(
+            b,
+            b' ' | b'\t'
+                | b'\n'
+                | b'\r'
+                | 0x0b
+                | 0x0c
+                | b'"'
+                | b'\''
+                | b'`'
+                | b'<'
+                | b'>'
+                | b'|'
+                | b'&'
+                | b'='
+                | b','
+                | b'('
+                | b')'
+                | b'{'
+                | b'}'
+                | b'#'
+        )
+    })
 }
 
 /// A path that a plain word follows in the same value ("cd ../.. and
@@ -514,6 +564,60 @@ fn sensitive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dots_only_inputs_are_never_findings() {
+        // Generated values over an alphabet of dots, delimiters and letters
+        // (sensitive names included): whenever the pre-filter skips one,
+        // the full detector finds nothing in it either.
+        let pieces: &[&[u8]] = &[
+            b".",
+            b"..",
+            b" ",
+            b",",
+            b"=",
+            b"?",
+            b"#",
+            b"env",
+            b".env",
+            b"htaccess",
+            b"web",
+            b"config",
+            b"git",
+            b"etc",
+            b"passwd",
+            b"a",
+            b"*",
+            b"id_rsa",
+            b"\t",
+            b"'",
+            b"(",
+            b"boot.ini",
+            b"wp-config.php",
+            b"36",
+            b"@",
+            b"E",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut skipped = 0;
+        for _ in 0..200_000 {
+            let mut v = Vec::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = 1 + (x % 6) as usize;
+            let mut y = x;
+            for _ in 0..n {
+                v.extend_from_slice(pieces[(y % pieces.len() as u64) as usize]);
+                y /= pieces.len() as u64;
+            }
+            if dots_only(&v) {
+                skipped += 1;
+                assert!(judge(&v).is_none(), "{:?}", String::from_utf8_lossy(&v));
+            }
+        }
+        assert!(skipped > 10_000, "{skipped}");
+    }
 
     fn flagged(s: &[u8]) -> Option<Detection> {
         detect(s)
