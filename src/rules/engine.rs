@@ -139,9 +139,10 @@ struct KindPlan {
     negated: Vec<usize>,
     /// Bit per database that serves this kind.
     dbs: u64,
-    /// No chain's target names a field: every chain looks at every field
-    /// of this kind (so a field's [`Shape`] depends on its bytes only).
-    plain: bool,
+    /// Per plan position: does the chain look at every field of this kind
+    /// (a target of it names none)? Otherwise it looks only at the fields
+    /// its targets name.
+    whole: Vec<bool>,
     /// Per chain (`RuleSet::chains` index): its position in `chains`, or
     /// `NOT_IN_PLAN`.
     pos: Vec<u32>,
@@ -157,7 +158,10 @@ const NOT_IN_PLAN: u32 = u32::MAX;
 struct Shape {
     /// The chains that see the raw value are in the plan but not here.
     dynamic: Vec<u32>,
-    /// Does some chain see the raw value unchanged?
+    /// Chains that leave the value unchanged but look only at the fields
+    /// their targets name (plan positions).
+    named_raw: Vec<u32>,
+    /// Does a chain that looks at every field see the raw value unchanged?
     has_raw: bool,
     /// Databases the raw value is scanned with for those chains.
     raw_dbs: u64,
@@ -714,10 +718,11 @@ impl RuleSet {
                         .is_some_and(|db| db.kinds & 1 << kind as usize != 0)
                 })
                 .fold(0u64, |m, (d, _)| m | 1 << d);
-            plan.plain = plan
+            plan.whole = plan
                 .chains
                 .iter()
-                .all(|(_, ts)| ts.iter().all(|t| t.name.is_none()));
+                .map(|(_, ts)| ts.iter().any(|t| t.name.is_none()))
+                .collect();
             plan.pos = vec![NOT_IN_PLAN; chains.len()];
             for (k, (ci, _)) in plan.chains.iter().enumerate() {
                 plan.pos[*ci] = k as u32;
@@ -870,9 +875,9 @@ impl RuleSet {
             ),
         };
         // Pass 1: each field's chain outputs: its distinct values, and the
-        // value of each chain that a transform could change (`field_dyn`,
-        // by plan position); the other chains of a plain plan see the raw
-        // value.
+        // value of each chain that a transform could change or that looks
+        // only at named fields (`field_dyn`, by plan position); the other
+        // chains see the raw value.
         let mut field_values: Vec<u32> = Vec::new();
         let mut field_dyn: Vec<(u32, u32)> = Vec::new();
         let mut spans: Vec<FieldSpan> = Vec::with_capacity(fields.len());
@@ -913,13 +918,29 @@ impl RuleSet {
                 }
                 field_values.push(raw_entry as u32);
             }
+            for &k in &shape.named_raw {
+                let (ci, ts) = &plan.chains[k as usize];
+                if !ts.iter().any(|t| selects(t, f)) {
+                    continue;
+                }
+                if raw_entry == NONE {
+                    raw_entry = cache.intern(Cow::Borrowed(f.value));
+                    field_values.push(raw_entry as u32);
+                }
+                field_dyn.push((k, raw_entry as u32));
+                let entry = &mut cache.entries[raw_entry];
+                entry.needs |= self.chain_dbs[*ci] & plan.dbs;
+                if entry.field == NONE {
+                    entry.field = fi;
+                }
+            }
             if !shape.dynamic.is_empty() {
                 node_val.clear();
                 node_val.resize_with(self.nodes.len(), || NodeVal::Unset);
             }
             for &k in &shape.dynamic {
                 let (ci, ts) = &plan.chains[k as usize];
-                if !plan.plain && !ts.iter().any(|t| selects(t, f)) {
+                if !plan.whole[k as usize] && !ts.iter().any(|t| selects(t, f)) {
                     continue;
                 }
                 let at = self.node_value(
@@ -1038,7 +1059,7 @@ impl RuleSet {
                 }
                 match dyns.iter().find(|(dk, _)| *dk == k) {
                     Some(&(_, e)) => e as usize,
-                    None if plan.plain => span.raw,
+                    None if plan.whole[k as usize] => span.raw,
                     None => NONE,
                 }
             };
@@ -1134,21 +1155,23 @@ impl RuleSet {
     fn shape(&self, plan: &KindPlan, c: Classes) -> Shape {
         let mut shape = Shape {
             dynamic: Vec::new(),
+            named_raw: Vec::new(),
             has_raw: false,
             raw_dbs: 0,
         };
         for (k, (ci, _)) in plan.chains.iter().enumerate() {
-            let stays = plan.plain
-                && self.chains[*ci]
-                    .chain
-                    .transforms()
-                    .iter()
-                    .all(|t| !t.may_change(c));
-            if stays {
+            let stays = self.chains[*ci]
+                .chain
+                .transforms()
+                .iter()
+                .all(|t| !t.may_change(c));
+            if !stays {
+                shape.dynamic.push(k as u32);
+            } else if plan.whole[k] {
                 shape.has_raw = true;
                 shape.raw_dbs |= self.chain_dbs[*ci] & plan.dbs;
             } else {
-                shape.dynamic.push(k as u32);
+                shape.named_raw.push(k as u32);
             }
         }
         shape
