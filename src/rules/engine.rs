@@ -21,7 +21,7 @@ use crate::config::{ConfigError, ConfigErrors};
 use crate::rules::detect::{self, Detection};
 use crate::rules::matcher::{self, Backend, MatcherSet, PatternKind, PatternSpec, Scratch};
 use crate::rules::schema::{Exclusion, Mode, Operator, Pack, Rule, Target, TargetKind};
-use crate::rules::transform::{Chain, Classes, classes};
+use crate::rules::transform::{Chain, Classes, Transform, classes};
 
 /// Longest excerpt of a matched value kept in a hit (bytes).
 pub const EXCERPT_BYTES: usize = 96;
@@ -251,6 +251,37 @@ pub struct EngineScratch {
     /// Batch scans: the joined values and the match ends reported.
     joined: Vec<u8>,
     ends: Vec<u32>,
+    /// A request's working lists, kept (empty) between requests so that
+    /// a request does not allocate them again.
+    bufs: Buffers,
+}
+
+/// See [`EngineScratch::bufs`]. The value cache's entries borrow the
+/// request, so its list is kept as an empty list of another lifetime
+/// (turned back in place, without copying or allocating).
+#[derive(Default)]
+struct Buffers {
+    entries: Vec<CachedValue<'static>>,
+    index: std::collections::HashMap<u64, usize, std::hash::BuildHasherDefault<PassThrough>>,
+    field_values: Vec<u32>,
+    field_dyn: Vec<(u32, u32)>,
+    spans: Vec<FieldSpan>,
+    node_val: Vec<NodeVal>,
+    applied: Vec<(usize, Transform, usize)>,
+    members: Vec<usize>,
+    starts: Vec<usize>,
+    candidate: Vec<bool>,
+}
+
+/// Lists longer than this are not kept between requests (a rare huge
+/// request should not pin its memory in every worker thread).
+const KEEP_BUFFER: usize = 8192;
+
+/// An empty `Vec` of another element type, reusing `v`'s allocation when
+/// the layouts agree (std collects a vector's own iterator in place).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 const NONE: usize = usize::MAX;
@@ -410,7 +441,8 @@ fn value_hash(v: &[u8]) -> u64 {
 }
 
 impl<'a> ValueCache<'a> {
-    fn intern(&mut self, value: Cow<'a, [u8]>) -> usize {
+    /// The entry of `value` (whose byte classes are `cls`), added if new.
+    fn intern(&mut self, value: Cow<'a, [u8]>, cls: Classes) -> usize {
         let key = value_hash(&value);
         let head = self.index.get(&key).copied().unwrap_or(NONE);
         let mut e = head;
@@ -421,7 +453,7 @@ impl<'a> ValueCache<'a> {
             e = self.entries[e].next;
         }
         self.entries.push(CachedValue {
-            classes: classes(&value),
+            classes: cls,
             value,
             next: head,
             scanned: 0,
@@ -851,6 +883,23 @@ impl RuleSet {
         let excl = self.active_exclusions(facts);
         let mut hits = Vec::new();
         let mut errors = Vec::new();
+        let Buffers {
+            entries,
+            mut index,
+            mut field_values,
+            mut field_dyn,
+            mut spans,
+            mut node_val,
+            mut applied,
+            mut members,
+            mut starts,
+            mut candidate,
+        } = std::mem::take(&mut scratch.bufs);
+        index.clear();
+        field_values.clear();
+        field_dyn.clear();
+        spans.clear();
+        members.clear();
         let EngineScratch {
             scratch: ms,
             shapes,
@@ -868,20 +917,13 @@ impl RuleSet {
         // `args_post` field, a header value often repeats, and most chains
         // leave a clean value unchanged, so each is scanned once.
         let mut cache = ValueCache {
-            entries: Vec::with_capacity(fields.len() * 2),
-            index: std::collections::HashMap::with_capacity_and_hasher(
-                fields.len() * 2,
-                Default::default(),
-            ),
+            entries: recycle(entries),
+            index,
         };
         // Pass 1: each field's chain outputs: its distinct values, and the
         // value of each chain that a transform could change or that looks
         // only at named fields (`field_dyn`, by plan position); the other
         // chains see the raw value.
-        let mut field_values: Vec<u32> = Vec::new();
-        let mut field_dyn: Vec<(u32, u32)> = Vec::new();
-        let mut spans: Vec<FieldSpan> = Vec::with_capacity(fields.len());
-        let mut node_val: Vec<NodeVal> = Vec::with_capacity(self.nodes.len());
         let mut spare_shape = None;
         for (fi, f) in fields.iter().enumerate() {
             let mut span = FieldSpan {
@@ -910,7 +952,7 @@ impl RuleSet {
             };
             let mut raw_entry = NONE;
             if shape.has_raw {
-                raw_entry = cache.intern(Cow::Borrowed(f.value));
+                raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
                 let entry = &mut cache.entries[raw_entry];
                 entry.needs |= shape.raw_dbs;
                 if entry.field == NONE {
@@ -924,7 +966,7 @@ impl RuleSet {
                     continue;
                 }
                 if raw_entry == NONE {
-                    raw_entry = cache.intern(Cow::Borrowed(f.value));
+                    raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
                     field_values.push(raw_entry as u32);
                 }
                 field_dyn.push((k, raw_entry as u32));
@@ -935,6 +977,7 @@ impl RuleSet {
                 }
             }
             if !shape.dynamic.is_empty() {
+                applied.clear();
                 node_val.clear();
                 node_val.resize_with(self.nodes.len(), || NodeVal::Unset);
             }
@@ -948,13 +991,14 @@ impl RuleSet {
                     f.value,
                     raw_classes,
                     &mut node_val,
+                    &mut applied,
                     &mut cache,
                 );
                 let e = match node_val[at] {
                     NodeVal::Entry(e) => e,
                     _ => {
                         if raw_entry == NONE {
-                            raw_entry = cache.intern(Cow::Borrowed(f.value));
+                            raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
                         }
                         raw_entry
                     }
@@ -981,9 +1025,6 @@ impl RuleSet {
         // Hyperscan, all the values a database needs in one call, and
         // value by value only where a match ended.
         let mut todo: u64 = cache.entries.iter().fold(0, |m, e| m | e.needs);
-        let mut members: Vec<usize> = Vec::new();
-        let mut starts: Vec<usize> = Vec::new();
-        let mut candidate: Vec<bool> = Vec::new();
         while todo != 0 {
             let d = todo.trailing_zeros() as usize;
             todo &= todo - 1;
@@ -1124,6 +1165,30 @@ impl RuleSet {
                 }
             }
         }
+        drop(scored);
+        fn keep<T>(v: Vec<T>) -> Vec<T> {
+            if v.capacity() <= KEEP_BUFFER {
+                v
+            } else {
+                Vec::new()
+            }
+        }
+        scratch.bufs = Buffers {
+            entries: keep(recycle(cache.entries)),
+            index: if cache.index.capacity() <= KEEP_BUFFER {
+                cache.index
+            } else {
+                Default::default()
+            },
+            field_values: keep(field_values),
+            field_dyn: keep(field_dyn),
+            spans: keep(spans),
+            node_val: keep(node_val),
+            applied: keep(applied),
+            members: keep(members),
+            starts: keep(starts),
+            candidate: keep(candidate),
+        };
         // One hit per (rule, target): the same rule firing on two fields counts twice,
         // the same rule on one field through two transform paths once.
         hits.dedup_by(|a, b| a.rule_id == b.rule_id && a.target == b.target);
@@ -1179,13 +1244,18 @@ impl RuleSet {
 
     /// The value of trie node `at` for `input`, computing (and keeping)
     /// its ancestors first; returns the node that holds the bytes (a node
-    /// whose transform changed nothing defers to its parent).
+    /// whose transform changed nothing defers to its parent). `applied`
+    /// lists the (node holding the bytes, transform, result node) steps
+    /// already taken for this input: two chains that differ only by steps
+    /// that changed nothing (`[…, css_decode, remove_whitespace]` and
+    /// `[…, remove_whitespace]` on clean text) reach the same step.
     fn node_value<'a>(
         &self,
         at: usize,
         input: &'a [u8],
         input_classes: Classes,
         vals: &mut [NodeVal],
+        applied: &mut Vec<(usize, Transform, usize)>,
         cache: &mut ValueCache<'a>,
     ) -> usize {
         match vals[at] {
@@ -1198,7 +1268,7 @@ impl RuleSet {
             vals[at] = NodeVal::Same(at);
             return at;
         };
-        let p = self.node_value(node.parent, input, input_classes, vals, cache);
+        let p = self.node_value(node.parent, input, input_classes, vals, applied, cache);
         let (bytes, cls): (&[u8], Classes) = match vals[p] {
             NodeVal::Entry(e) => (&cache.entries[e].value, cache.entries[e].classes),
             _ => (input, input_classes),
@@ -1207,15 +1277,22 @@ impl RuleSet {
             vals[at] = NodeVal::Same(p);
             return p;
         }
+        if let Some(&(_, _, q)) = applied.iter().find(|&&(from, u, _)| from == p && u == t) {
+            vals[at] = NodeVal::Same(q);
+            return q;
+        }
         let out = match t.apply(bytes) {
             Cow::Borrowed(s) if s.len() == bytes.len() => {
                 vals[at] = NodeVal::Same(p);
+                applied.push((p, t, p));
                 return p;
             }
             Cow::Borrowed(s) => s.to_vec(),
             Cow::Owned(v) => v,
         };
-        vals[at] = NodeVal::Entry(cache.intern(Cow::Owned(out)));
+        let cls = classes(&out);
+        vals[at] = NodeVal::Entry(cache.intern(Cow::Owned(out), cls));
+        applied.push((p, t, at));
         at
     }
 
