@@ -424,6 +424,21 @@ fn step(seg: &[u8], last: bool) -> Step {
 }
 
 fn judge_token(tok: &[u8], whole: bool, globs: &mut usize) -> Option<(&'static str, String)> {
+    if !token_may_find(tok, whole) {
+        return None;
+    }
+    judge_token_full(tok, whole, globs)
+}
+
+/// Whether [`judge_token_full`] can find anything in `tok`: a wrapper needs
+/// a colon, a climb needs `..`, and a sensitive file two segments (a `/`)
+/// or, for a lone name, the whole input. Most tokens of a JSON document or
+/// of prose have none of these and cost one pass.
+fn token_may_find(tok: &[u8], whole: bool) -> bool {
+    whole || tok.iter().any(|&b| b == b'/' || b == b':') || tok.windows(2).any(|w| w == b"..")
+}
+
+fn judge_token_full(tok: &[u8], whole: bool, globs: &mut usize) -> Option<(&'static str, String)> {
     if let Some(w) = wrapper(tok) {
         return Some(("path:wrapper", format!("wrapper={w}")));
     }
@@ -614,6 +629,69 @@ mod tests {
             if dots_only(&v) {
                 skipped += 1;
                 assert!(judge(&v).is_none(), "{:?}", String::from_utf8_lossy(&v));
+            }
+        }
+        assert!(skipped > 10_000, "{skipped}");
+    }
+
+    #[test]
+    fn skipped_tokens_are_never_findings() {
+        // Generated tokens (no delimiter inside, as the tokenizer cuts
+        // them): whenever the token pre-filter skips one, the full token
+        // judge finds nothing in it and spends no glob budget on it.
+        let pieces: &[&[u8]] = &[
+            b".",
+            b"..",
+            b"/",
+            b":",
+            b";",
+            b"*",
+            b"?",
+            b"[",
+            b"etc",
+            b"passwd",
+            b"proc",
+            b"1",
+            b"self",
+            b".env",
+            b"env",
+            b"web.config",
+            b"php",
+            b"file",
+            b"jar",
+            b"netdoc",
+            b"id_rsa",
+            b".ssh",
+            b"web-inf",
+            b"x",
+            b"...",
+            b"win.ini",
+            b"p??s??",
+            b"pa*wd",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut skipped = 0;
+        for round in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = 1 + (x % 5) as usize;
+            let mut y = x >> 3;
+            let mut tok = Vec::new();
+            for _ in 0..n {
+                tok.extend_from_slice(pieces[(y % pieces.len() as u64) as usize]);
+                y /= pieces.len() as u64;
+            }
+            let whole = round % 7 == 0;
+            if !token_may_find(&tok, whole) {
+                skipped += 1;
+                let mut globs = 0;
+                assert!(
+                    judge_token_full(&tok, whole, &mut globs).is_none(),
+                    "{:?}",
+                    String::from_utf8_lossy(&tok)
+                );
+                assert_eq!(globs, 0);
             }
         }
         assert!(skipped > 10_000, "{skipped}");
