@@ -616,22 +616,28 @@ mod tests {
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let mut skipped = 0;
         for _ in 0..200_000 {
-            let mut v = Vec::new();
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let n = 1 + (x % 6) as usize;
-            let mut y = x;
-            for _ in 0..n {
-                v.extend_from_slice(pieces[(y % pieces.len() as u64) as usize]);
-                y /= pieces.len() as u64;
-            }
+            let v = pieces_value(&mut x, pieces, 6);
             if dots_only(&v) {
                 skipped += 1;
                 assert!(judge(&v).is_none(), "{:?}", String::from_utf8_lossy(&v));
             }
         }
         assert!(skipped > 10_000, "{skipped}");
+    }
+
+    /// One to `max` pieces drawn with the xorshift state `x`, joined.
+    fn pieces_value(x: &mut u64, pieces: &[&[u8]], max: u64) -> Vec<u8> {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        let n = 1 + *x % max;
+        let mut y = *x >> 3;
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.extend_from_slice(pieces[(y % pieces.len() as u64) as usize]);
+            y /= pieces.len() as u64;
+        }
+        v
     }
 
     #[test]
@@ -672,16 +678,7 @@ mod tests {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut skipped = 0;
         for round in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let n = 1 + (x % 5) as usize;
-            let mut y = x >> 3;
-            let mut tok = Vec::new();
-            for _ in 0..n {
-                tok.extend_from_slice(pieces[(y % pieces.len() as u64) as usize]);
-                y /= pieces.len() as u64;
-            }
+            let tok = pieces_value(&mut x, pieces, 5);
             let whole = round % 7 == 0;
             if !token_may_find(&tok, whole) {
                 skipped += 1;
