@@ -441,6 +441,16 @@ fn value_hash(v: &[u8]) -> u64 {
 }
 
 impl<'a> ValueCache<'a> {
+    /// Entry `e` is to be scanned with databases `dbs`, for field `fi`
+    /// (the first such field labels a scan error).
+    fn need(&mut self, e: usize, dbs: u64, fi: usize) {
+        let entry = &mut self.entries[e];
+        entry.needs |= dbs;
+        if entry.field == NONE {
+            entry.field = fi;
+        }
+    }
+
     /// The entry of `value` (whose byte classes are `cls`), added if new.
     fn intern(&mut self, value: Cow<'a, [u8]>, cls: Classes) -> usize {
         let key = value_hash(&value);
@@ -953,11 +963,7 @@ impl RuleSet {
             let mut raw_entry = NONE;
             if shape.has_raw {
                 raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
-                let entry = &mut cache.entries[raw_entry];
-                entry.needs |= shape.raw_dbs;
-                if entry.field == NONE {
-                    entry.field = fi;
-                }
+                cache.need(raw_entry, shape.raw_dbs, fi);
                 field_values.push(raw_entry as u32);
             }
             for &k in &shape.named_raw {
@@ -970,11 +976,7 @@ impl RuleSet {
                     field_values.push(raw_entry as u32);
                 }
                 field_dyn.push((k, raw_entry as u32));
-                let entry = &mut cache.entries[raw_entry];
-                entry.needs |= self.chain_dbs[*ci] & plan.dbs;
-                if entry.field == NONE {
-                    entry.field = fi;
-                }
+                cache.need(raw_entry, self.chain_dbs[*ci] & plan.dbs, fi);
             }
             if !shape.dynamic.is_empty() {
                 applied.clear();
@@ -1006,11 +1008,7 @@ impl RuleSet {
                 field_dyn.push((k, e as u32));
                 // The databases this value is scanned with: those of its
                 // chains, among the ones that serve this kind of field.
-                let entry = &mut cache.entries[e];
-                entry.needs |= self.chain_dbs[*ci] & plan.dbs;
-                if entry.field == NONE {
-                    entry.field = fi;
-                }
+                cache.need(e, self.chain_dbs[*ci] & plan.dbs, fi);
                 if !field_values[span.values.start..].contains(&(e as u32)) {
                     field_values.push(e as u32);
                 }

@@ -198,31 +198,7 @@ fn dots_only(raw: &[u8]) -> bool {
     if !plain || raw.windows(2).any(|w| w == b"..") {
         return false;
     }
-    let inner = trim(raw);
-    inner.iter().any(|&b| {
-        matches!(
-            b,
-            b' ' | b'\t'
-                | b'\n'
-                | b'\r'
-                | 0x0b
-                | 0x0c
-                | b'"'
-                | b'\''
-                | b'`'
-                | b'<'
-                | b'>'
-                | b'|'
-                | b'&'
-                | b'='
-                | b','
-                | b'('
-                | b')'
-                | b'{'
-                | b'}'
-                | b'#'
-        )
-    })
+    trim(raw).iter().any(|&b| always_delimits(b))
 }
 
 /// A path that a plain word follows in the same value ("cd ../.. and
@@ -392,10 +368,36 @@ fn is_delimiter(s: &[u8], k: usize) -> bool {
                 .find(|&&b| matches!(b, b'=' | b'/' | b'?' | b'&') || b.is_ascii_whitespace())
                 == Some(&b'=')
         }
-        0 | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | b'"' | b'\'' | b'`' | b'<' | b'>'
-        | b'|' | b'&' | b'=' | b',' | b'(' | b')' | b'{' | b'}' | b'#' => true,
-        _ => false,
+        b => always_delimits(b),
     }
+}
+
+/// The bytes that end a token wherever they stand (`?` depends on what
+/// follows it, see [`is_delimiter`]).
+fn always_delimits(b: u8) -> bool {
+    matches!(
+        b,
+        0 | b' '
+            | b'\t'
+            | b'\n'
+            | b'\r'
+            | 0x0b
+            | 0x0c
+            | b'"'
+            | b'\''
+            | b'`'
+            | b'<'
+            | b'>'
+            | b'|'
+            | b'&'
+            | b'='
+            | b','
+            | b'('
+            | b')'
+            | b'{'
+            | b'}'
+            | b'#'
+    )
 }
 
 fn token_end(s: &[u8], start: usize) -> usize {
@@ -613,31 +615,42 @@ mod tests {
             b"@",
             b"E",
         ];
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut skipped = 0;
-        for _ in 0..200_000 {
-            let v = pieces_value(&mut x, pieces, 6);
-            if dots_only(&v) {
-                skipped += 1;
-                assert!(judge(&v).is_none(), "{:?}", String::from_utf8_lossy(&v));
+        let skipped = each_generated(0x2545_F491_4F6C_DD1D, pieces, 6, |_, v| {
+            if !dots_only(v) {
+                return false;
             }
-        }
+            assert!(judge(v).is_none(), "{:?}", String::from_utf8_lossy(v));
+            true
+        });
         assert!(skipped > 10_000, "{skipped}");
     }
 
-    /// One to `max` pieces drawn with the xorshift state `x`, joined.
-    fn pieces_value(x: &mut u64, pieces: &[&[u8]], max: u64) -> Vec<u8> {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        let n = 1 + *x % max;
-        let mut y = *x >> 3;
-        let mut v = Vec::new();
-        for _ in 0..n {
-            v.extend_from_slice(pieces[(y % pieces.len() as u64) as usize]);
-            y /= pieces.len() as u64;
+    /// Runs `check` on 200,000 values of one to `max` pieces (xorshift from
+    /// `seed`), with the round number; returns how many it said it checked.
+    fn each_generated(
+        seed: u64,
+        pieces: &[&[u8]],
+        max: u64,
+        mut check: impl FnMut(usize, &[u8]) -> bool,
+    ) -> usize {
+        let mut x = seed;
+        let mut checked = 0;
+        for round in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = 1 + x % max;
+            let mut y = x >> 3;
+            let mut v = Vec::new();
+            for _ in 0..n {
+                v.extend_from_slice(pieces[(y % pieces.len() as u64) as usize]);
+                y /= pieces.len() as u64;
+            }
+            if check(round, &v) {
+                checked += 1;
+            }
         }
-        v
+        checked
     }
 
     #[test]
@@ -675,22 +688,20 @@ mod tests {
             b"p??s??",
             b"pa*wd",
         ];
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut skipped = 0;
-        for round in 0..200_000 {
-            let tok = pieces_value(&mut x, pieces, 5);
+        let skipped = each_generated(0x9E37_79B9_7F4A_7C15, pieces, 5, |round, tok| {
             let whole = round % 7 == 0;
-            if !token_may_find(&tok, whole) {
-                skipped += 1;
-                let mut globs = 0;
-                assert!(
-                    judge_token_full(&tok, whole, &mut globs).is_none(),
-                    "{:?}",
-                    String::from_utf8_lossy(&tok)
-                );
-                assert_eq!(globs, 0);
+            if token_may_find(tok, whole) {
+                return false;
             }
-        }
+            let mut globs = 0;
+            assert!(
+                judge_token_full(tok, whole, &mut globs).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(tok)
+            );
+            assert_eq!(globs, 0);
+            true
+        });
         assert!(skipped > 10_000, "{skipped}");
     }
 
