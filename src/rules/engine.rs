@@ -1052,6 +1052,11 @@ impl RuleSet {
                             candidate[k] = true;
                         }
                     }
+                    for (k, &e) in members.iter().enumerate() {
+                        if !candidate[k] && db.matcher.unbatched_match(&cache.entries[e].value) {
+                            candidate[k] = true;
+                        }
+                    }
                 }
             }
             for (k, &e) in members.iter().enumerate() {

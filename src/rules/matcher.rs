@@ -249,6 +249,49 @@ pub struct MatcherSet {
     /// not build it (the per-value scan is then the only path).
     #[cfg(feature = "hyperscan")]
     batch: Option<hyperscan::BlockDatabase>,
+    /// The patterns left out of `batch` because they match the separator on
+    /// its own (`[\r\n]`): in a batch they would report an end at every
+    /// value. [`MatcherSet::unbatched_match`] checks them value by value.
+    #[cfg(feature = "hyperscan")]
+    unbatched: Unbatched,
+}
+
+/// The patterns a batch leaves out, as checked on one value: those that
+/// match exactly one byte of a class (the usual case, `[\r\n]`) as one
+/// byte table, the others with their confirm regex.
+#[cfg(feature = "hyperscan")]
+#[derive(Default)]
+struct Unbatched {
+    bytes: Option<Box<[bool; 256]>>,
+    regexes: Box<[u32]>,
+}
+
+/// The bytes a pattern matches when it matches exactly one byte of a class
+/// (or one literal byte), else `None`.
+#[cfg(feature = "hyperscan")]
+fn single_byte_class(canonical: &str) -> Option<[bool; 256]> {
+    use regex_syntax::hir::{Class, HirKind};
+    let hir = syntax::parse_with(canonical, &canonical_syntax()).ok()?;
+    let mut set = [false; 256];
+    match hir.kind() {
+        HirKind::Literal(lit) if lit.0.len() == 1 => set[usize::from(lit.0[0])] = true,
+        HirKind::Class(Class::Bytes(c)) => {
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    set[usize::from(b)] = true;
+                }
+            }
+        }
+        HirKind::Class(Class::Unicode(c)) if c.ranges().iter().all(|r| r.end().is_ascii()) => {
+            for r in c.ranges() {
+                for b in r.start() as u8..=r.end() as u8 {
+                    set[usize::from(b)] = true;
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(set)
 }
 
 enum Engine {
@@ -440,6 +483,34 @@ pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, Co
             }
         })
     };
+    #[cfg(feature = "hyperscan")]
+    let unbatched_pos: Box<[u32]> = confirm
+        .iter()
+        .enumerate()
+        .filter(|(_, re)| re.is_match(&[BATCH_SEPARATOR]))
+        .map(|(pos, _)| pos as u32)
+        .collect();
+    #[cfg(feature = "hyperscan")]
+    let unbatched = {
+        let mut u = Unbatched::default();
+        let mut regexes = Vec::new();
+        for &pos in &unbatched_pos {
+            match prepared
+                .get(pos as usize)
+                .and_then(|p| single_byte_class(&p.canonical))
+            {
+                Some(set) => {
+                    let table = u.bytes.get_or_insert_with(|| Box::new([false; 256]));
+                    for (t, s) in table.iter_mut().zip(set) {
+                        *t |= s;
+                    }
+                }
+                None => regexes.push(pos),
+            }
+        }
+        u.regexes = regexes.into();
+        u
+    };
     // With a second core, the batch database compiles on a second thread,
     // beside the exact one (each is a whole Hyperscan compile; on one core
     // that would only raise the memory peak).
@@ -447,10 +518,10 @@ pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, Co
     let (engine, batch) = match backend {
         Backend::Hyperscan if !specs.is_empty() && !more_cores() => {
             let engine = engine(&prepared);
-            (engine, compile_hyperscan_batch(&prepared))
+            (engine, compile_hyperscan_batch(&prepared, &unbatched_pos))
         }
         Backend::Hyperscan if !specs.is_empty() => std::thread::scope(|s| {
-            let batch = s.spawn(|| compile_hyperscan_batch(&prepared));
+            let batch = s.spawn(|| compile_hyperscan_batch(&prepared, &unbatched_pos));
             let engine = engine(&prepared);
             // A panicked batch compile only loses the shortcut.
             (engine, batch.join().ok().flatten())
@@ -469,6 +540,8 @@ pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, Co
         engine,
         #[cfg(feature = "hyperscan")]
         batch,
+        #[cfg(feature = "hyperscan")]
+        unbatched,
     })
 }
 
@@ -603,11 +676,39 @@ impl MatcherSet {
         }
     }
 
+    /// Whether a pattern left out of the batch database (one that matches
+    /// the separator on its own) matches `value`. A caller of
+    /// [`batch_scan`](MatcherSet::batch_scan) asks this of every value the
+    /// batch reported no end in; always `false` without batching.
+    pub fn unbatched_match(&self, value: &[u8]) -> bool {
+        #[cfg(feature = "hyperscan")]
+        {
+            let u = &self.unbatched;
+            self.batch.is_some()
+                && (u
+                    .bytes
+                    .as_ref()
+                    .is_some_and(|t| value.iter().any(|&b| t[usize::from(b)]))
+                    || u.regexes.iter().any(|&pos| {
+                        self.confirm
+                            .get(pos as usize)
+                            .is_some_and(|re| re.is_match(value))
+                    }))
+        }
+        #[cfg(not(feature = "hyperscan"))]
+        {
+            let _ = value;
+            false
+        }
+    }
+
     /// Scans many values in one call: `joined` holds them separated by
     /// [`BATCH_SEPARATOR`] (a `\n`), and `ends` receives the end offset of
     /// every match of every pattern (unsorted, not deduplicated). Each
     /// value's own matches (what [`scan`](MatcherSet::scan) reports for it)
-    /// end inside it or on the separator after it; other reported ends can
+    /// end inside it or on the separator after it, except those of the
+    /// patterns that match the separator alone, which are not in the batch
+    /// (ask [`unbatched_match`](MatcherSet::unbatched_match)); other reported ends can
     /// come from matches spanning separators or seeing a `\n` inside a value
     /// as a line start, so a caller confirms with `scan` on the values where
     /// matches end. One call costs about what one per-value scan costs, so
@@ -1353,11 +1454,18 @@ fn more_cores() -> bool {
 /// pattern is reported in every value it matches. `None` if Hyperscan
 /// refuses it: batching is only a shortcut, the per-value scan is exact.
 #[cfg(feature = "hyperscan")]
-fn compile_hyperscan_batch(prepared: &[Prepared]) -> Option<hyperscan::BlockDatabase> {
+fn compile_hyperscan_batch(
+    prepared: &[Prepared],
+    unbatched: &[u32],
+) -> Option<hyperscan::BlockDatabase> {
     use hyperscan::{Builder as _, PatternFlags};
+    if unbatched.len() == prepared.len() {
+        return None;
+    }
     prepared
         .iter()
         .enumerate()
+        .filter(|(pos, _)| !unbatched.contains(&(*pos as u32)))
         .map(|(pos, p)| hyperscan::Pattern {
             expression: value_anchors_to_lines(&p.hs_expr),
             flags: PatternFlags::DOTALL,
@@ -1534,6 +1642,7 @@ mod tests {
                 R(6, r"\A\d+\z"),
                 R(7, r"a.*z"),
                 R(8, r"(?m)q$"),
+                R(9, r"[\r\n]"),
             ]),
             Backend::Hyperscan,
         )
@@ -1586,7 +1695,8 @@ mod tests {
                 matched_any += 1;
                 assert!(
                     ends.iter()
-                        .any(|&e| (start as u32) < e && e as usize <= start + v.len() + 1),
+                        .any(|&e| (start as u32) < e && e as usize <= start + v.len() + 1)
+                        || set.unbatched_match(v),
                     "{:?} matches {alone:?} alone but no batch end falls in it",
                     String::from_utf8_lossy(v)
                 );
@@ -1600,6 +1710,43 @@ mod tests {
         assert!(
             !set.batch_scan(&mut scratch, &joined, &mut ends, 2)
                 .expect("scan")
+        );
+    }
+
+    /// A pattern that matches the separator alone would report an end at
+    /// every value of a batch (and send each to a per-value scan): it is
+    /// left out of the batch and checked value by value instead.
+    #[cfg(feature = "hyperscan")]
+    #[test]
+    fn a_pattern_matching_the_separator_stays_out_of_the_batch() {
+        let set =
+            compile(&specs(&[R(1, r"[\r\n]"), R(2, r"foo")]), Backend::Hyperscan).expect("compile");
+        assert!(set.can_batch());
+        let mut joined = Vec::new();
+        for i in 0..40 {
+            joined.extend_from_slice(format!("value{i}").as_bytes());
+            joined.push(BATCH_SEPARATOR);
+        }
+        let mut scratch = set.scratch();
+        let mut ends = Vec::new();
+        assert!(
+            set.batch_scan(&mut scratch, &joined, &mut ends, 8)
+                .expect("scan")
+        );
+        assert!(ends.is_empty(), "separators reported: {ends:?}");
+        assert!(set.unbatched_match(b"a\rb"));
+        assert!(set.unbatched_match(b"\n"));
+        assert!(!set.unbatched_match(b"foo"));
+        let mut alone = Vec::new();
+        set.scan(&mut scratch, b"a\rb", |id| alone.push(id))
+            .expect("scan");
+        assert_eq!(alone, [1]);
+        // A set of nothing but such patterns has no batch at all.
+        let only = compile(&specs(&[R(1, r"\n")]), Backend::Hyperscan).expect("compile");
+        assert!(!only.can_batch());
+        assert!(
+            !only.unbatched_match(b"\n"),
+            "without a batch nothing is left out"
         );
     }
 

@@ -523,22 +523,32 @@ fn wrapper(tok: &[u8]) -> Option<&'static str> {
 /// Segment `have` (possibly a glob) against pattern segment `want`. A glob
 /// must keep two letters or digits of the name (`p??s??`, `pa*wd`): `*`
 /// alone is a C comment (`/* … */`) more often than an attack.
-fn seg_matches(have: &[u8], want: &[u8], globs: &mut usize) -> bool {
+fn seg_matches(have: &[u8], glob: Option<&[u8]>, want: &[u8], globs: &mut usize) -> bool {
     match want {
         b"*" => !have.is_empty(),
         b"#" => !have.is_empty() && have.iter().all(u8::is_ascii_digit),
         _ if have == want => true,
         // A pattern of our own with a wildcard (`ssh_host_*`).
         _ if want.contains(&b'*') => glob_match(want, have),
-        _ if *globs < MAX_GLOBS
-            && have.iter().any(|b| matches!(b, b'*' | b'?' | b'['))
-            && have.iter().filter(|b| b.is_ascii_alphanumeric()).count() >= 2 =>
-        {
-            *globs += 1;
-            glob_match(have, want)
-        }
-        _ => false,
+        // An attacker's glob can only match a name that starts with its
+        // literal head (`items[0]` is no name of ours).
+        _ => match glob {
+            Some(head) if want.starts_with(head) && *globs < MAX_GLOBS => {
+                *globs += 1;
+                glob_match(have, want)
+            }
+            _ => false,
+        },
     }
+}
+
+/// A segment that is an attacker's glob worth expanding against the
+/// sensitive names (a wildcard and at least two letters or digits): its
+/// literal head, before the first wildcard. Computed once per segment, not
+/// once per name it is compared with.
+fn glob_head(seg: &[u8]) -> Option<&[u8]> {
+    let at = seg.iter().position(|b| matches!(b, b'*' | b'?' | b'['))?;
+    (seg.iter().filter(|b| b.is_ascii_alphanumeric()).count() >= 2).then(|| &seg[..at])
 }
 
 /// Resolved segments naming a sensitive file: the matched path.
@@ -548,31 +558,47 @@ fn sensitive(
     whole: bool,
     globs: &mut usize,
 ) -> Option<String> {
+    let heads: Vec<Option<&[u8]>> = stack.iter().map(|&(seg, _)| glob_head(seg)).collect();
     for (i, &(seg, sep_before)) in stack.iter().enumerate() {
+        let head = heads[i];
+        // Every pattern starts with a plain name and every name is plain
+        // (checked by a test): a segment can only match one it equals, or,
+        // as a glob, one that starts with its literal head.
+        // (First bytes compared before the slices: most names differ there,
+        // and a slice comparison is a call.)
+        let fits = |name: &[u8]| match head {
+            None => name.len() == seg.len() && name.first() == seg.first() && name == seg,
+            Some(h) => h.is_empty() || (name.first() == h.first() && name.starts_with(h)),
+        };
         for pattern in SENSITIVE {
             let pattern = match pattern.split_first() {
                 Some((&b"/", rest)) if absolute && i == 0 => rest,
                 Some((&b"/", _)) => continue,
                 _ => pattern,
             };
+            if !pattern.first().is_some_and(|f| fits(f)) {
+                continue;
+            }
             let Some(run) = stack.get(i..i + pattern.len()) else {
                 continue;
             };
             if run
                 .iter()
+                .zip(&heads[i..])
                 .zip(pattern.iter())
-                .all(|(&(have, _), want)| seg_matches(have, want, globs))
+                .all(|((&(have, _), &g), want)| seg_matches(have, g, want, globs))
             {
                 let path: Vec<String> = run.iter().map(|(s, _)| show(s)).collect();
                 return Some(format!("file={}", path.join("/")));
             }
         }
-        if (sep_before || whole)
-            && SENSITIVE_NAMES
+        if sep_before || whole {
+            if SENSITIVE_NAMES
                 .iter()
-                .any(|name| seg_matches(seg, name, globs))
-        {
-            return Some(format!("file={}", show(seg)));
+                .any(|name| fits(name) && seg_matches(seg, head, name, globs))
+            {
+                return Some(format!("file={}", show(seg)));
+            }
         }
     }
     None
@@ -581,6 +607,29 @@ fn sensitive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensitive_lists_start_with_plain_names() {
+        // `sensitive` compares a segment that is no glob with the first
+        // name of each pattern (and with each name) by equality alone.
+        let plain = |n: &[u8]| !n.is_empty() && !n.iter().any(|b| b"*#?[".contains(b));
+        for p in SENSITIVE {
+            let first = match p.split_first() {
+                Some((&b"/", rest)) => rest.first(),
+                _ => p.first(),
+            };
+            assert!(first.is_some_and(|n| plain(n)), "{p:?}");
+        }
+        assert!(SENSITIVE_NAMES.iter().all(|n| plain(n)));
+        // Globs still reach the names and the patterns; bracketed keys
+        // that cannot be a name of ours do not.
+        assert!(detect(b"/etc/pass[w]d").is_some());
+        assert!(detect(b"../.ht*").is_some());
+        assert!(detect(b"../w?b.config").is_some());
+        assert!(detect(b"/pr[o]c/self/environ").is_some());
+        assert!(detect(b"items[0].price").is_none());
+        assert!(detect(b"12.28").is_none());
+    }
 
     #[test]
     fn dots_only_inputs_are_never_findings() {
