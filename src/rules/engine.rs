@@ -268,7 +268,8 @@ struct Buffers {
     spans: Vec<FieldSpan>,
     node_val: Vec<NodeVal>,
     applied: Vec<(usize, Transform, usize)>,
-    members: Vec<usize>,
+    /// Per database, the entries it is to scan (see `ValueCache::members`).
+    members: Vec<Vec<usize>>,
     starts: Vec<usize>,
     candidate: Vec<bool>,
 }
@@ -354,6 +355,9 @@ struct ValueCache<'a> {
     /// Content hash → first entry with that hash (the rest are linked
     /// through `CachedValue::next`).
     index: std::collections::HashMap<u64, usize, std::hash::BuildHasherDefault<PassThrough>>,
+    /// Per database, the entries that need it, in the order they came to
+    /// (so the scan pass does not walk every entry once per database).
+    members: Vec<Vec<usize>>,
 }
 
 struct CachedValue<'a> {
@@ -445,9 +449,17 @@ impl<'a> ValueCache<'a> {
     /// (the first such field labels a scan error).
     fn need(&mut self, e: usize, dbs: u64, fi: usize) {
         let entry = &mut self.entries[e];
+        let mut new = dbs & !entry.needs;
         entry.needs |= dbs;
         if entry.field == NONE {
             entry.field = fi;
+        }
+        while new != 0 {
+            let d = new.trailing_zeros() as usize;
+            new &= new - 1;
+            if let Some(list) = self.members.get_mut(d) {
+                list.push(e);
+            }
         }
     }
 
@@ -909,7 +921,10 @@ impl RuleSet {
         field_values.clear();
         field_dyn.clear();
         spans.clear();
-        members.clear();
+        members.resize_with(self.dbs.len(), Vec::new);
+        for list in &mut members {
+            list.clear();
+        }
         let EngineScratch {
             scratch: ms,
             shapes,
@@ -929,6 +944,7 @@ impl RuleSet {
         let mut cache = ValueCache {
             entries: recycle(entries),
             index,
+            members,
         };
         // Pass 1: each field's chain outputs: its distinct values, and the
         // value of each chain that a transform could change or that looks
@@ -1022,20 +1038,20 @@ impl RuleSet {
         // Pass 2: scan. Each value once per database it needs; with
         // Hyperscan, all the values a database needs in one call, and
         // value by value only where a match ended.
-        let mut todo: u64 = cache.entries.iter().fold(0, |m, e| m | e.needs);
-        while todo != 0 {
-            let d = todo.trailing_zeros() as usize;
-            todo &= todo - 1;
-            let Some(db) = &self.dbs[d] else { continue };
-            members.clear();
-            members
-                .extend((0..cache.entries.len()).filter(|&e| cache.entries[e].needs & 1 << d != 0));
+        for d in 0..cache.members.len() {
+            let members = &cache.members[d];
+            let Some(db) = self.dbs.get(d).and_then(Option::as_ref) else {
+                continue;
+            };
+            if members.is_empty() {
+                continue;
+            }
             candidate.clear();
             candidate.resize(members.len(), true);
             if members.len() > 1 && db.matcher.can_batch() {
                 joined.clear();
                 starts.clear();
-                for &e in &members {
+                for &e in members {
                     starts.push(joined.len());
                     joined.extend_from_slice(&cache.entries[e].value);
                     joined.push(matcher::BATCH_SEPARATOR);
@@ -1188,7 +1204,7 @@ impl RuleSet {
             spans: keep(spans),
             node_val: keep(node_val),
             applied: keep(applied),
-            members: keep(members),
+            members: cache.members.into_iter().map(keep).collect(),
             starts: keep(starts),
             candidate: keep(candidate),
         };
