@@ -1673,13 +1673,7 @@ mod tests {
             b"\n",
             b"xx word",
         ];
-        let mut joined = Vec::new();
-        let mut starts = Vec::new();
-        for v in values {
-            starts.push(joined.len());
-            joined.extend_from_slice(v);
-            joined.push(BATCH_SEPARATOR);
-        }
+        let (joined, starts) = join_values(values);
         let mut scratch = set.scratch();
         let mut ends = Vec::new();
         assert!(
@@ -1713,6 +1707,19 @@ mod tests {
         );
     }
 
+    /// `values` as a batch scan takes them, and where each starts.
+    #[cfg(feature = "hyperscan")]
+    fn join_values(values: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
+        let mut joined = Vec::new();
+        let mut starts = Vec::new();
+        for v in values {
+            starts.push(joined.len());
+            joined.extend_from_slice(v);
+            joined.push(BATCH_SEPARATOR);
+        }
+        (joined, starts)
+    }
+
     /// A pattern that matches the separator alone would report an end at
     /// every value of a batch (and send each to a per-value scan): it is
     /// left out of the batch and checked value by value instead.
@@ -1722,11 +1729,9 @@ mod tests {
         let set =
             compile(&specs(&[R(1, r"[\r\n]"), R(2, r"foo")]), Backend::Hyperscan).expect("compile");
         assert!(set.can_batch());
-        let mut joined = Vec::new();
-        for i in 0..40 {
-            joined.extend_from_slice(format!("value{i}").as_bytes());
-            joined.push(BATCH_SEPARATOR);
-        }
+        let values: Vec<Vec<u8>> = (0..40).map(|i| format!("value{i}").into_bytes()).collect();
+        let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let (joined, _) = join_values(&values);
         let mut scratch = set.scratch();
         let mut ends = Vec::new();
         assert!(
