@@ -313,6 +313,18 @@ impl Gateway {
             self.metrics.store_failures.with_label_values(&[what]).inc();
             tracing::error!(error = %e, record = what, "could not store a record");
         };
+        // Every event of the request (a bad token, a block, a detection) is
+        // durable before the answer in strict mode, queued otherwise.
+        let store_event = |ev: EventIn| async move {
+            let stored = if strict {
+                sec.store.event_acked(ev).await.map(drop)
+            } else {
+                sec.store.event(ev)
+            };
+            if let Err(e) = stored {
+                failed(&e, "event");
+            }
+        };
         if let Some(p) = rec.jwt_problem {
             let ev = EventIn {
                 kind: p.event_kind().into(),
@@ -325,29 +337,19 @@ impl Gateway {
                 ..EventIn::default()
             };
             self.count_event(&ev);
-            if let Err(e) = sec.store.event(ev) {
-                failed(&e, "event");
-            }
+            store_event(ev).await;
         }
         match &result {
             Err(Reject::Blocked(b)) if b.reason != "ip_blocked" => {
                 let ev = self.event_of(rec, b.reason);
                 self.count_event(&ev);
-                if strict {
-                    if let Err(e) = sec.store.event_acked(ev).await {
-                        failed(&e, "event");
-                    }
-                } else if let Err(e) = sec.store.event(ev) {
-                    failed(&e, "event");
-                }
+                store_event(ev).await;
             }
             Ok(resp) => {
                 if rec.waf.as_ref().is_some_and(|w| w.action == "detect") {
                     let ev = self.event_of(rec, "detect");
                     self.count_event(&ev);
-                    if let Err(e) = sec.store.event(ev) {
-                        failed(&e, "event");
-                    }
+                    store_event(ev).await;
                 }
                 let host = rec.host.as_ref().and_then(|h| h.to_str().ok());
                 let policy = crate::security::audit_policy(
