@@ -1068,9 +1068,12 @@ impl RuleSet {
                             candidate[k] = true;
                         }
                     }
-                    for (k, &e) in members.iter().enumerate() {
-                        if !candidate[k] && db.matcher.unbatched_match(&cache.entries[e].value) {
-                            candidate[k] = true;
+                    if db.matcher.has_unbatched() {
+                        for (k, &e) in members.iter().enumerate() {
+                            if !candidate[k] && db.matcher.unbatched_match(&cache.entries[e].value)
+                            {
+                                candidate[k] = true;
+                            }
                         }
                     }
                 }

@@ -676,6 +676,21 @@ impl MatcherSet {
         }
     }
 
+    /// Whether the batch database leaves any pattern out (see
+    /// [`unbatched_match`](MatcherSet::unbatched_match)); `false` without
+    /// batching.
+    pub fn has_unbatched(&self) -> bool {
+        #[cfg(feature = "hyperscan")]
+        {
+            self.batch.is_some()
+                && (self.unbatched.bytes.is_some() || !self.unbatched.regexes.is_empty())
+        }
+        #[cfg(not(feature = "hyperscan"))]
+        {
+            false
+        }
+    }
+
     /// Whether a pattern left out of the batch database (one that matches
     /// the separator on its own) matches `value`. A caller of
     /// [`batch_scan`](MatcherSet::batch_scan) asks this of every value the
@@ -1739,6 +1754,7 @@ mod tests {
                 .expect("scan")
         );
         assert!(ends.is_empty(), "separators reported: {ends:?}");
+        assert!(set.has_unbatched());
         assert!(set.unbatched_match(b"a\rb"));
         assert!(set.unbatched_match(b"\n"));
         assert!(!set.unbatched_match(b"foo"));
@@ -1753,6 +1769,7 @@ mod tests {
             !only.unbatched_match(b"\n"),
             "without a batch nothing is left out"
         );
+        assert!(!only.has_unbatched());
     }
 
     fn backends() -> Vec<Backend> {

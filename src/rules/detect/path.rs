@@ -592,13 +592,12 @@ fn sensitive(
                 return Some(format!("file={}", path.join("/")));
             }
         }
-        if sep_before || whole {
-            if SENSITIVE_NAMES
+        if (sep_before || whole)
+            && SENSITIVE_NAMES
                 .iter()
                 .any(|name| fits(name) && seg_matches(seg, head, name, globs))
-            {
-                return Some(format!("file={}", show(seg)));
-            }
+        {
+            return Some(format!("file={}", show(seg)));
         }
     }
     None
