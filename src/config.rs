@@ -148,6 +148,8 @@ struct FileWaf {
     /// Custom block page: status and body.
     block_status: Option<S<u16>>,
     block_body: Option<String>,
+    /// Directory of compiled Hyperscan databases, or `off`.
+    compile_cache: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -511,6 +513,10 @@ pub struct WafConfig {
     pub expose_rule_ids: bool,
     pub block_status: u16,
     pub block_body: Option<String>,
+    /// Where compiled Hyperscan databases are kept between starts and
+    /// reloads (`waf.compile_cache`, default `<store.path>/rules-cache`;
+    /// relative to the working directory); `None`: `off`.
+    pub compile_cache: Option<PathBuf>,
 }
 
 /// Default pack locations when `waf.rules` is not given.
@@ -1110,8 +1116,21 @@ fn validate(errs: &mut Errs<'_>, path: &Path, f: FileConfig) -> Config {
         },
     };
 
-    let waf = f.waf.as_ref().map(|w| waf_config(errs, w));
+    let mut waf = f.waf.as_ref().map(|w| waf_config(errs, w));
     let store = store_config(errs, f.store.as_ref());
+    if let (Some(waf), Some(w)) = (&mut waf, &f.waf) {
+        waf.compile_cache = match w.compile_cache.as_ref().map(|c| c.value.trim()) {
+            None => Some(store.path.join("rules-cache")),
+            Some("off") => None,
+            Some("") => {
+                if let Some(c) = &w.compile_cache {
+                    errs.at(c, "waf.compile_cache", "must be a directory or `off`");
+                }
+                None
+            }
+            Some(dir) => Some(PathBuf::from(dir)),
+        };
+    }
     let audit = audit_config(errs, &base, f.audit.as_ref());
     let (incidents, auto_block) = behavior_config(errs, f.behavior.as_ref());
     let webhooks = notify_config(errs, &base, f.notify.as_ref());
@@ -1634,6 +1653,8 @@ fn waf_config(errs: &mut Errs<'_>, w: &FileWaf) -> WafConfig {
         expose_rule_ids: w.expose_rule_ids.unwrap_or(false),
         block_status,
         block_body: w.block_body.clone(),
+        // Filled in by `build` once `store.path` is known.
+        compile_cache: None,
     }
 }
 
@@ -1956,6 +1977,29 @@ mod tests {
         );
         assert_eq!(ok.store.engine, crate::store::Engine::Redb);
         assert_eq!(ok.auto_block.exempt.len(), 2, "loopback exempt by default");
+    }
+
+    #[test]
+    fn compile_cache_defaults_to_the_store_and_can_be_moved_or_turned_off() {
+        let load = |waf: &str| {
+            parse(
+                Path::new("/etc/p/t.yaml"),
+                &format!("upstream: {{url: \"http://a:1\"}}\nstore: {{path: st}}\nwaf: {waf}\n"),
+            )
+        };
+        let cache = |waf: &str| load(waf).unwrap().waf.unwrap().compile_cache;
+        assert_eq!(cache("{}"), Some(PathBuf::from("st/rules-cache")));
+        assert_eq!(cache("{compile_cache: off}"), None);
+        assert_eq!(
+            cache("{compile_cache: /var/cache/portcullis}"),
+            Some(PathBuf::from("/var/cache/portcullis"))
+        );
+        let e = load("{compile_cache: \"\"}").unwrap_err().0;
+        assert!(
+            e.iter()
+                .any(|e| e.key == "waf.compile_cache" && e.line == 3),
+            "{e:?}"
+        );
     }
 
     #[test]

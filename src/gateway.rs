@@ -90,6 +90,20 @@ impl Snapshot {
             Some(w) => crate::rules::load::load(w, &cfg.path)?.map(Arc::new),
             None => None,
         };
+        if let Some(set) = &rules {
+            match (set.cache_stats(), &cfg.waf) {
+                (Some(c), Some(w)) => tracing::info!(
+                    rules = set.len(),
+                    hash = set.hash(),
+                    cache_hits = c.hits,
+                    cache_misses = c.misses,
+                    cache_errors = c.errors,
+                    cache_dir = %w.compile_cache.as_deref().unwrap_or(std::path::Path::new("")).display(),
+                    "rule set compiled"
+                ),
+                _ => tracing::info!(rules = set.len(), hash = set.hash(), "rule set compiled"),
+            }
+        }
         let geo = match &cfg.geoip {
             Some(g) => Some(Arc::new(
                 crate::geo::GeoDb::open(g).map_err(SnapshotError::Other)?,

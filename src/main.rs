@@ -362,6 +362,20 @@ fn check(config: &std::path::Path) -> ExitCode {
                     set.backend(),
                     set.hash()
                 );
+                if let (Some(c), Some(dir)) = (set.cache_stats(), &waf.compile_cache) {
+                    println!(
+                        "{}: compile cache {}: {} database(s) read, {} compiled and stored{}",
+                        config.display(),
+                        dir.display(),
+                        c.hits,
+                        c.misses,
+                        if c.errors > 0 {
+                            format!(", {} read/write error(s) (see the log)", c.errors)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
             }
             Ok(None) => println!("{}: waf is off", config.display()),
             Err(errs) => {
@@ -405,9 +419,11 @@ fn rules_test(dir: &std::path::Path) -> ExitCode {
     if bad {
         return ExitCode::FAILURE;
     }
-    let mut backends = vec![Backend::Pure];
-    #[cfg(feature = "hyperscan")]
-    backends.insert(0, Backend::Hyperscan);
+    let backends = [
+        #[cfg(feature = "hyperscan")]
+        Backend::Hyperscan,
+        Backend::Pure,
+    ];
     let mut failed = false;
     println!(
         "{:<28} {:>6} {:>8} {:>8}  matcher",

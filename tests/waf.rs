@@ -287,6 +287,7 @@ fn check_runs_inline_tests_and_reports_failures_with_location() {
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .current_dir(dir.path())
         .args(["check", "-c"])
         .arg(&cfg)
         .output()
@@ -297,6 +298,67 @@ fn check_runs_inline_tests_and_reports_failures_with_location() {
         err.contains("test.yaml:3: rule 942100: expected no match on \"1 OR 1=1\""),
         "{err}"
     );
+}
+
+/// `check` compiles the packs once and stores the databases under the
+/// store; the next `check` (or start) reads them instead of compiling, and
+/// `compile_cache: off` leaves the disk alone.
+#[test]
+fn check_fills_the_compile_cache_and_the_next_load_reads_it() {
+    let dir = TempDir::new("waf-cache");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!("upstream:\n  url: builtin:echo\nstore:\n  path: st\nwaf:\n  rules: [\"rules/*.yaml\"]\n{extra}"),
+        )
+        .unwrap()
+    };
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .current_dir(dir.path())
+            .args(["check", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    // "compile cache DIR: H database(s) read, M compiled and stored"
+    let counts = |text: &str| -> Option<(u32, u32)> {
+        let line = text.lines().find(|l| l.contains("compile cache"))?;
+        let n = |after: &str| -> u32 {
+            line.split(after)
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .find(|w| !w.is_empty())
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        Some((n(" database(s) read"), n(" compiled and stored")))
+    };
+    let cache = dir.path().join("st/rules-cache");
+    write("");
+    let (read, compiled) = counts(&check()).expect("cache line");
+    assert_eq!(read, 0);
+    assert!(compiled >= 1);
+    let files = || std::fs::read_dir(&cache).map_or(0, |d| d.count()) as u32;
+    assert_eq!(files(), compiled);
+    assert_eq!(counts(&check()), Some((compiled, 0)));
+    // Off: no line, nothing read or written.
+    std::fs::remove_dir_all(&cache).unwrap();
+    write("  compile_cache: \"off\"\n");
+    assert_eq!(counts(&check()), None);
+    assert!(!cache.exists());
 }
 
 #[test]
@@ -312,6 +374,7 @@ fn rules_explain_shows_target_transforms_detector_and_verdict() {
     .unwrap();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .current_dir(dir.path())
             .args(["rules", "explain", "-c"])
             .arg(&cfg)
             .args(args)
@@ -362,6 +425,7 @@ fn rules_ftw_replays_go_ftw_files_through_an_in_process_gateway() {
     );
     std::fs::write(dir.path().join("ftw/SQLI/942100.yaml"), file).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .current_dir(dir.path())
         .args(["rules", "ftw"])
         .arg(dir.path().join("ftw"))
         .arg("-c")

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{ConfigError, ConfigErrors};
+use crate::rules::dbcache::{CacheStats, DbCache};
 use crate::rules::detect::{self, Detection};
 use crate::rules::matcher::{self, Backend, MatcherSet, PatternKind, PatternSpec, Scratch};
 use crate::rules::schema::{Exclusion, Mode, Operator, Pack, Rule, Target, TargetKind};
@@ -38,6 +39,9 @@ pub struct EngineSettings {
     pub backend: Backend,
     /// Exclusions from the config (packs may carry their own).
     pub exclusions: Vec<Exclusion>,
+    /// Where compiled Hyperscan databases are kept between loads
+    /// (`waf.compile_cache`); `None`: always compile.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineSettings {
@@ -49,6 +53,7 @@ impl Default for EngineSettings {
             mode: Mode::Block,
             backend: Backend::default(),
             exclusions: Vec::new(),
+            cache_dir: None,
         }
     }
 }
@@ -237,6 +242,8 @@ pub struct RuleSet {
     outbound_threshold: u32,
     hash: String,
     backend: Backend,
+    /// What the load did with `waf.compile_cache` (`None`: no cache).
+    cache_stats: Option<CacheStats>,
 }
 
 /// Per-thread scratch for evaluating a `RuleSet`; rebuilt when the set changes.
@@ -696,7 +703,8 @@ impl RuleSet {
             }
         }
         let mut dbs = Vec::new();
-        let compiled = compile_all(&specs, settings.backend);
+        let cache = settings.cache_dir.as_ref().map(DbCache::new);
+        let compiled = compile_all(&specs, settings.backend, cache.as_ref());
         for ((compiled, pattern_rule), kinds_in) in compiled.into_iter().zip(db_rules).zip(db_kinds)
         {
             let Some(compiled) = compiled else {
@@ -808,6 +816,12 @@ impl RuleSet {
             return Err(ConfigErrors(errors));
         }
         hasher.write(&settings.paranoia.to_le_bytes());
+        // The databases of packs or settings no longer loaded go; a set
+        // that failed to load leaves the cache as it was.
+        let cache_stats = cache.map(|c| {
+            c.prune();
+            c.stats()
+        });
         Ok(RuleSet {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             rules,
@@ -829,6 +843,7 @@ impl RuleSet {
             outbound_threshold: settings.outbound_threshold,
             hash: format!("{:016x}", hasher.0),
             backend: settings.backend,
+            cache_stats,
         })
     }
 
@@ -848,6 +863,12 @@ impl RuleSet {
     /// A stable hash of the packs and settings (for `portcullis_ruleset_info`).
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// What this set's load did with the compiled-rules cache (`None`
+    /// when none is configured).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache_stats
     }
 
     pub fn backend(&self) -> Backend {
@@ -1420,6 +1441,7 @@ impl RuleSet {
 fn compile_all(
     specs: &[Vec<PatternSpec>],
     backend: Backend,
+    cache: Option<&DbCache>,
 ) -> Vec<Option<Result<MatcherSet, matcher::CompileError>>> {
     let mut order: Vec<usize> = (0..specs.len()).filter(|&d| !specs[d].is_empty()).collect();
     order.sort_by_key(|&d| std::cmp::Reverse(specs[d].len()));
@@ -1433,7 +1455,7 @@ fn compile_all(
     let work = || {
         let mut done = Vec::new();
         while let Some(&d) = order.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
-            done.push((d, matcher::compile(&specs[d], backend)));
+            done.push((d, matcher::compile_cached(&specs[d], backend, cache)));
         }
         done
     };
@@ -1451,7 +1473,7 @@ fn compile_all(
     });
     for (d, slot) in out.iter_mut().enumerate() {
         if slot.is_none() && !specs[d].is_empty() {
-            *slot = Some(matcher::compile(&specs[d], backend));
+            *slot = Some(matcher::compile_cached(&specs[d], backend, cache));
         }
     }
     out
@@ -1788,6 +1810,66 @@ rules:
                 assert!(ev.errors.is_empty());
             }
         }
+    }
+
+    /// A set loaded from the compiled-rules cache hits exactly like the set
+    /// that compiled it; a set with other patterns compiles its own
+    /// databases and leaves only those in the directory.
+    #[cfg(feature = "hyperscan")]
+    #[test]
+    fn a_set_from_the_cache_hits_like_a_compiled_one() {
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-engine-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = EngineSettings {
+            backend: Backend::Hyperscan,
+            cache_dir: Some(dir.clone()),
+            ..EngineSettings::default()
+        };
+        let pack = PACK.replace("    caseless: true\n", "");
+        let first = set(&pack, &settings);
+        let made = first.cache_stats().expect("cache configured");
+        assert!(
+            made.misses > 0 && made.hits == 0 && made.errors == 0,
+            "{made:?}"
+        );
+        let second = set(&pack, &settings);
+        let read = second.cache_stats().expect("cache configured");
+        assert_eq!((read.hits, read.misses, read.errors), (made.misses, 0, 0));
+        let f = fields(&[
+            (TargetKind::ArgsGet, "q", "1%20UNION%20select%202"),
+            (
+                TargetKind::ArgsGet,
+                "a",
+                "a long value that is over twenty bytes",
+            ),
+            (TargetKind::Headers, "user-agent", "sqlmap/1.0"),
+            (TargetKind::ArgsGet, "ok", "hello"),
+        ]);
+        let hits = |rs: &RuleSet| {
+            let ev = rs.evaluate(&f, &RequestFacts::default(), &mut EngineScratch::default());
+            assert!(ev.errors.is_empty(), "{:?}", ev.errors);
+            let mut v: Vec<(u32, String)> = ev
+                .hits
+                .iter()
+                .map(|h| (h.rule_id, h.target.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(hits(&first), hits(&second));
+        assert_eq!(hits(&second).len(), 4, "{:?}", hits(&second));
+        let count = || std::fs::read_dir(&dir).map_or(0, |d| d.count());
+        let before = count();
+        // Another pattern: its database is compiled, the old one pruned.
+        let other = set(
+            &pack.replace("union\\\\s+select", "union\\\\s+all"),
+            &settings,
+        );
+        let st = other.cache_stats().expect("cache configured");
+        assert!(st.misses >= 1, "{st:?}");
+        assert_eq!(count(), before, "one database replaced another");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub fn load(waf: &WafConfig, config_path: &Path) -> Result<Option<RuleSet>, Conf
         },
         backend: waf.matcher,
         exclusions: Vec::new(),
+        cache_dir: waf.compile_cache.clone(),
     };
     let set = RuleSet::compile(&packs, &settings);
     crate::rules::matcher::release_compiler_memory();

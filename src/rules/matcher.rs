@@ -82,6 +82,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aho_corasick::AhoCorasick;
+
+use crate::rules::dbcache::DbCache;
 use regex_automata::{Input, MatchKind, PatternSet, meta, util::syntax};
 
 /// At most this many patterns in one set. A rule group holds tens to a few
@@ -441,6 +443,18 @@ static NEXT_SET_UID: AtomicU64 = AtomicU64::new(1);
 /// on whatever the engine rejects; the error names the pattern id. Use
 /// [`validate`] to get every front-end error at once.
 pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, CompileError> {
+    compile_cached(specs, backend, None)
+}
+
+/// [`compile`], reading and storing the Hyperscan databases in `cache`
+/// (see [`crate::rules::dbcache`]); the pure backend ignores it.
+pub fn compile_cached(
+    specs: &[PatternSpec],
+    backend: Backend,
+    cache: Option<&DbCache>,
+) -> Result<MatcherSet, CompileError> {
+    #[cfg(not(feature = "hyperscan"))]
+    let _ = cache;
     let (prepared, errors) = prepare_all(specs);
     if let Some(first) = errors.into_iter().next() {
         return Err(first);
@@ -478,7 +492,7 @@ pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, Co
         } else {
             match backend {
                 #[cfg(feature = "hyperscan")]
-                Backend::Hyperscan => Engine::Hyperscan(compile_hyperscan(prepared, &ids)?),
+                Backend::Hyperscan => Engine::Hyperscan(compile_hyperscan(prepared, &ids, cache)?),
                 Backend::Pure => Engine::Pure(compile_pure(specs, prepared, PURE_NFA_SIZE_LIMIT)?),
             }
         })
@@ -518,10 +532,13 @@ pub fn compile(specs: &[PatternSpec], backend: Backend) -> Result<MatcherSet, Co
     let (engine, batch) = match backend {
         Backend::Hyperscan if !specs.is_empty() && !more_cores() => {
             let engine = engine(&prepared);
-            (engine, compile_hyperscan_batch(&prepared, &unbatched_pos))
+            (
+                engine,
+                compile_hyperscan_batch(&prepared, &unbatched_pos, cache),
+            )
         }
         Backend::Hyperscan if !specs.is_empty() => std::thread::scope(|s| {
-            let batch = s.spawn(|| compile_hyperscan_batch(&prepared, &unbatched_pos));
+            let batch = s.spawn(|| compile_hyperscan_batch(&prepared, &unbatched_pos, cache));
             let engine = engine(&prepared);
             // A panicked batch compile only loses the shortcut.
             (engine, batch.join().ok().flatten())
@@ -1407,6 +1424,7 @@ fn first_failing_prefix(n: usize, mut fails: impl FnMut(usize) -> bool) -> usize
 fn compile_hyperscan(
     prepared: &[Prepared],
     ids: &[u32],
+    cache: Option<&DbCache>,
 ) -> Result<hyperscan::BlockDatabase, CompileError> {
     use hyperscan::{Builder as _, PatternFlags};
 
@@ -1421,23 +1439,25 @@ fn compile_hyperscan(
     // input, 20 scans, 3 runs on this VM): regex-escaped, literal API,
     // caseless flag and folded classes all scanned in 360-540 us, within run
     // to run noise of each other.
-    let build = |n: usize| {
-        prepared
-            .iter()
-            .take(n)
-            .enumerate()
-            .map(|(pos, p)| hyperscan::Pattern {
-                expression: p.hs_expr.clone(),
-                flags: PatternFlags::DOTALL | PatternFlags::SINGLEMATCH,
-                id: Some(pos),
-                ext: hyperscan::ExprExt::default(),
-                som: None,
-            })
-            .collect::<hyperscan::Patterns>()
-            .build::<hyperscan::BlockMode>()
-    };
+    let all: Vec<hyperscan::Pattern> = prepared
+        .iter()
+        .enumerate()
+        .map(|(pos, p)| hyperscan::Pattern {
+            expression: p.hs_expr.clone(),
+            flags: PatternFlags::DOTALL | PatternFlags::SINGLEMATCH,
+            id: Some(pos),
+            ext: hyperscan::ExprExt::default(),
+            som: None,
+        })
+        .collect();
+    let build = |n: usize| hyperscan::Patterns(all[..n].to_vec()).build::<hyperscan::BlockMode>();
     let id_at = |pos: usize| ids.get(pos).copied().unwrap_or_default();
-    match build(prepared.len()) {
+    let full = || build(all.len());
+    let built = match cache {
+        Some(c) => c.get_or_build(&all, full),
+        None => full(),
+    };
+    match built {
         Ok(db) => Ok(db),
         Err(e) => {
             if let hyperscan::Error::Hyperscan(hyperscan::HsError::CompileError(ce)) = &e
@@ -1472,12 +1492,13 @@ fn more_cores() -> bool {
 fn compile_hyperscan_batch(
     prepared: &[Prepared],
     unbatched: &[u32],
+    cache: Option<&DbCache>,
 ) -> Option<hyperscan::BlockDatabase> {
     use hyperscan::{Builder as _, PatternFlags};
     if unbatched.len() == prepared.len() {
         return None;
     }
-    prepared
+    let all: Vec<hyperscan::Pattern> = prepared
         .iter()
         .enumerate()
         .filter(|(pos, _)| !unbatched.contains(&(*pos as u32)))
@@ -1488,9 +1509,13 @@ fn compile_hyperscan_batch(
             ext: hyperscan::ExprExt::default(),
             som: None,
         })
-        .collect::<hyperscan::Patterns>()
-        .build::<hyperscan::BlockMode>()
-        .ok()
+        .collect();
+    let build = || hyperscan::Patterns(all.clone()).build::<hyperscan::BlockMode>();
+    match cache {
+        Some(c) => c.get_or_build(&all, build),
+        None => build(),
+    }
+    .ok()
 }
 
 /// Hands the heap that Hyperscan's compiler freed back to the OS.
@@ -1520,6 +1545,7 @@ pub const BATCH_SEPARATOR: u8 = b'\n';
 
 /// `\A` → `(?m:^)` and `\z` → `(?m:$)` in a Hyperscan expression (escapes
 /// are walked in pairs, so `\\A`, a backslash then `A`, stays).
+#[cfg(feature = "hyperscan")]
 fn value_anchors_to_lines(expr: &str) -> String {
     let mut out = String::with_capacity(expr.len() + 8);
     let mut chars = expr.chars();
