@@ -137,6 +137,50 @@ const SENSITIVE_NAMES: &[&[u8]] = &[
     b"wp-config.php",
 ];
 
+/// The first two bytes of every name a segment can be compared with first
+/// (the first name of each [`SENSITIVE`] pattern, root marker skipped, and
+/// each of [`SENSITIVE_NAMES`]), one bit per byte pair: a segment whose
+/// first two bytes (or whose glob's literal head's) are none of these
+/// equals or starts no name, and is not compared with the lists at all.
+static NAME_PREFIXES: [u64; 1024] = {
+    const fn set(t: &mut [u64; 1024], name: &[u8]) {
+        if name.len() >= 2 {
+            let k = (name[0] as usize) << 8 | name[1] as usize;
+            t[k / 64] |= 1 << (k % 64);
+        }
+    }
+    let mut t = [0u64; 1024];
+    let mut i = 0;
+    while i < SENSITIVE.len() {
+        let p = SENSITIVE[i];
+        let first = if p.len() > 1 && p[0].len() == 1 && p[0][0] == b'/' {
+            p[1]
+        } else {
+            p[0]
+        };
+        set(&mut t, first);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < SENSITIVE_NAMES.len() {
+        set(&mut t, SENSITIVE_NAMES[i]);
+        i += 1;
+    }
+    t
+};
+
+/// Whether a name of the lists can start with `prefix` (see
+/// [`NAME_PREFIXES`]); `true` when `prefix` is too short to tell.
+fn may_name(prefix: &[u8]) -> bool {
+    match prefix {
+        [a, b, ..] => {
+            let k = usize::from(*a) << 8 | usize::from(*b);
+            NAME_PREFIXES[k / 64] & 1 << (k % 64) != 0
+        }
+        _ => true,
+    }
+}
+
 /// Decides whether `input` is a traversal, a sensitive path, a NUL
 /// truncation or a wrapper, as described in the module documentation.
 pub fn detect(input: &[u8]) -> Option<Detection> {
@@ -151,10 +195,40 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     }) {
         return None;
     }
-    if dots_only(raw) {
+    if dots_only(raw) || no_name_fits(raw) {
         return None;
     }
     judge(raw)
+}
+
+/// Whether `raw` is one plain token (see [`dots_only`]: dots but no
+/// separator, colon, NUL, `..` or encoded form) that starts no sensitive
+/// name: such a token neither climbs nor names a wrapper or several
+/// segments, so only a lone name (`.env`, `boot.ini`) could be found in
+/// it, and the names are ruled out by its first two bytes (JSON key paths
+/// such as `items[0].price`, e-mail addresses, dotted numbers).
+fn no_name_fits(raw: &[u8]) -> bool {
+    let plain = raw.iter().all(|&b| {
+        !matches!(
+            b,
+            b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xe2 | 0xef
+        )
+    });
+    if !plain || raw.windows(2).any(|w| w == b"..") {
+        return false;
+    }
+    // The segment's first bytes, as `normalize` and `judge` would see them
+    // (a glob or path-parameter byte there: no shortcut).
+    match trim(raw) {
+        [a, b, ..]
+            if ![*a, *b]
+                .iter()
+                .any(|c| matches!(c, b'*' | b'?' | b'[' | b';')) =>
+        {
+            !may_name(&[a.to_ascii_lowercase(), b.to_ascii_lowercase()])
+        }
+        _ => false,
+    }
 }
 
 /// [`detect`] past its pre-filters.
@@ -561,6 +635,9 @@ fn sensitive(
     let heads: Vec<Option<&[u8]>> = stack.iter().map(|&(seg, _)| glob_head(seg)).collect();
     for (i, &(seg, sep_before)) in stack.iter().enumerate() {
         let head = heads[i];
+        if !may_name(head.unwrap_or(seg)) {
+            continue;
+        }
         // Every pattern starts with a plain name and every name is plain
         // (checked by a test): a segment can only match one it equals, or,
         // as a glob, one that starts with its literal head.
@@ -627,6 +704,19 @@ mod tests {
         assert!(detect(b"../w?b.config").is_some());
         assert!(detect(b"/pr[o]c/self/environ").is_some());
         assert!(detect(b"items[0].price").is_none());
+        // The two-byte pre-check admits every name and first name, and
+        // globs whose head is a prefix of one.
+        for p in SENSITIVE {
+            let first = match p.split_first() {
+                Some((&b"/", rest)) => rest[0],
+                _ => p[0],
+            };
+            assert!(may_name(first), "{first:?}");
+        }
+        assert!(SENSITIVE_NAMES.iter().all(|n| may_name(n)));
+        assert!(may_name(b"et") && may_name(b".h") && may_name(b"e"));
+        assert!(!may_name(b"pa"), "passwd is never a first name");
+        assert!(!may_name(b"items") && !may_name(b"ada@example.com"));
         assert!(detect(b"12.28").is_none());
     }
 
@@ -671,6 +761,44 @@ mod tests {
             true
         });
         assert!(skipped > 10_000, "{skipped}");
+    }
+
+    #[test]
+    fn plain_tokens_that_start_no_name_are_never_findings() {
+        let pieces: &[&[u8]] = &[
+            b".",
+            b"..",
+            b" ",
+            b"?",
+            b"*",
+            b"[",
+            b";",
+            b"env",
+            b".env",
+            b".ENV",
+            b"htaccess",
+            b"web",
+            b"config",
+            b"Boot.INI",
+            b"items",
+            b"0]",
+            b"id_rsa",
+            b"wp-config.php",
+            b"@",
+            b"e",
+            b"x",
+        ];
+        let skipped = each_generated(0x9E37_79B9_7F4A_7C15, pieces, 5, |_, v| {
+            if !no_name_fits(v) {
+                return false;
+            }
+            assert!(judge(v).is_none(), "{:?}", String::from_utf8_lossy(v));
+            true
+        });
+        assert!(skipped > 10_000, "{skipped}");
+        assert!(no_name_fits(b"items[0].price") && no_name_fits(b"ada@example.com"));
+        assert!(!no_name_fits(b".env") && !no_name_fits(b"WEB.config"));
+        assert!(detect(b"Boot.ini").is_some() && detect(b".ht*").is_some());
     }
 
     /// Runs `check` on 200,000 values of one to `max` pieces (xorshift from
