@@ -703,7 +703,13 @@ impl RuleSet {
             }
         }
         let mut dbs = Vec::new();
-        let cache = settings.cache_dir.as_ref().map(DbCache::new);
+        // Only Hyperscan databases are cached: a pure-backend load neither
+        // reads nor prunes the directory.
+        let cache = match settings.backend {
+            #[cfg(feature = "hyperscan")]
+            Backend::Hyperscan => settings.cache_dir.as_ref().map(DbCache::new),
+            _ => None,
+        };
         let compiled = compile_all(&specs, settings.backend, cache.as_ref());
         for ((compiled, pattern_rule), kinds_in) in compiled.into_iter().zip(db_rules).zip(db_kinds)
         {
@@ -1861,6 +1867,16 @@ rules:
         assert_eq!(hits(&second).len(), 4, "{:?}", hits(&second));
         let count = || std::fs::read_dir(&dir).map_or(0, |d| d.count());
         let before = count();
+        // The pure backend has nothing to cache and leaves the files alone.
+        let pure = set(
+            &pack,
+            &EngineSettings {
+                backend: Backend::Pure,
+                ..settings.clone()
+            },
+        );
+        assert_eq!(pure.cache_stats(), None);
+        assert_eq!(count(), before);
         // Another pattern: its database is compiled, the old one pruned.
         let other = set(
             &pack.replace("union\\\\s+select", "union\\\\s+all"),
