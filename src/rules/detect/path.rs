@@ -195,30 +195,36 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     }) {
         return None;
     }
-    if dots_only(raw) || no_name_fits(raw) {
+    if plain(raw) && (delimited(raw) || starts_no_name(raw)) {
         return None;
     }
     judge(raw)
 }
 
-/// Whether `raw` is one plain token (see [`dots_only`]: dots but no
-/// separator, colon, NUL, `..` or encoded form) that starts no sensitive
-/// name: such a token neither climbs nor names a wrapper or several
-/// segments, so only a lone name (`.env`, `boot.ini`) could be found in
-/// it, and the names are ruled out by its first two bytes (JSON key paths
-/// such as `items[0].price`, e-mail addresses, dotted numbers).
-fn no_name_fits(raw: &[u8]) -> bool {
-    let plain = raw.iter().all(|&b| {
+/// Whether `raw` holds dots at most: no separator, colon, NUL, encoded or
+/// wide form, and no `..`. Such a value neither climbs nor names a wrapper
+/// or several segments; only a lone name (`.env`, `boot.ini`) that is the
+/// whole input could be found in it (see [`delimited`], [`starts_no_name`]).
+fn plain(raw: &[u8]) -> bool {
+    raw.iter().all(|&b| {
         !matches!(
             b,
             b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xe2 | 0xef
         )
-    });
-    if !plain || raw.windows(2).any(|w| w == b"..") {
-        return false;
-    }
-    // The segment's first bytes, as `normalize` and `judge` would see them
-    // (a glob or path-parameter byte there: no shortcut).
+    }) && !raw.windows(2).any(|w| w == b"..")
+}
+
+/// A delimiter inside a [`plain`] value: no token is the whole input, so
+/// nothing can be found. The common case of prose and numbers.
+fn delimited(raw: &[u8]) -> bool {
+    trim(raw).iter().any(|&b| always_delimits(b))
+}
+
+/// A [`plain`] value whose first two bytes start no sensitive name (JSON
+/// key paths such as `items[0].price`, e-mail addresses, dotted numbers):
+/// its lone token cannot be one. The bytes as `normalize` and `judge` would
+/// see them; a glob or path-parameter byte there: no shortcut.
+fn starts_no_name(raw: &[u8]) -> bool {
     match trim(raw) {
         [a, b, ..]
             if ![*a, *b]
@@ -255,24 +261,6 @@ fn judge(raw: &[u8]) -> Option<Detection> {
         start = end + 1;
     }
     None
-}
-
-/// Whether `raw` can only hold plain dots (no separator, colon, NUL,
-/// encoded or wide form, and no `..`), with a delimiter inside it: then no
-/// token climbs, names a wrapper or several segments, and no token is the
-/// whole input (a lone sensitive name such as `.env`), so nothing can be
-/// found. The common case of prose, numbers and e-mail addresses.
-fn dots_only(raw: &[u8]) -> bool {
-    let plain = raw.iter().all(|&b| {
-        !matches!(
-            b,
-            b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xe2 | 0xef
-        )
-    });
-    if !plain || raw.windows(2).any(|w| w == b"..") {
-        return false;
-    }
-    trim(raw).iter().any(|&b| always_delimits(b))
 }
 
 /// A path that a plain word follows in the same value ("cd ../.. and
@@ -754,7 +742,7 @@ mod tests {
             b"E",
         ];
         let skipped = each_generated(0x2545_F491_4F6C_DD1D, pieces, 6, |_, v| {
-            if !dots_only(v) {
+            if !(plain(v) && delimited(v)) {
                 return false;
             }
             assert!(judge(v).is_none(), "{:?}", String::from_utf8_lossy(v));
@@ -789,15 +777,16 @@ mod tests {
             b"x",
         ];
         let skipped = each_generated(0x9E37_79B9_7F4A_7C15, pieces, 5, |_, v| {
-            if !no_name_fits(v) {
+            if !(plain(v) && starts_no_name(v)) {
                 return false;
             }
             assert!(judge(v).is_none(), "{:?}", String::from_utf8_lossy(v));
             true
         });
         assert!(skipped > 10_000, "{skipped}");
-        assert!(no_name_fits(b"items[0].price") && no_name_fits(b"ada@example.com"));
-        assert!(!no_name_fits(b".env") && !no_name_fits(b"WEB.config"));
+        let skips = |v: &[u8]| plain(v) && starts_no_name(v);
+        assert!(skips(b"items[0].price") && skips(b"ada@example.com"));
+        assert!(!skips(b".env") && !skips(b"WEB.config") && !skips(b"../items"));
         assert!(detect(b"Boot.ini").is_some() && detect(b".ht*").is_some());
     }
 
