@@ -530,6 +530,18 @@ impl<'a> Rewriter<'a> {
     }
 }
 
+/// The first index at or after `from` holding `b` (vectorised).
+#[inline]
+fn find_byte(s: &[u8], from: usize, b: u8) -> Option<usize> {
+    memchr::memchr(b, s.get(from..)?).map(|o| from + o)
+}
+
+/// The first index at or after `from` holding `a` or `b` (vectorised).
+#[inline]
+fn find_byte2(s: &[u8], from: usize, a: u8, b: u8) -> Option<usize> {
+    memchr::memchr2(a, b, s.get(from..)?).map(|o| from + o)
+}
+
 /// The first index at or after `from` whose byte satisfies `pred`.
 #[inline]
 fn find(s: &[u8], from: usize, pred: impl Fn(u8) -> bool) -> Option<usize> {
@@ -656,31 +668,54 @@ fn may_start_ws(b: u8) -> bool {
 /// `%XX` → byte and `+` → space; with `uni`, also `%uXXXX` (see
 /// [`Transform::UrlDecodeUni`]). Anything malformed is copied as is.
 fn url_decode(input: &[u8], uni: bool) -> Cow<'_, [u8]> {
-    let mut rw = Rewriter::new(input);
-    let mut i = 0;
-    while let Some(p) = find(input, i, |b| b == b'%' || b == b'+') {
-        if input[p] == b'+' {
-            rw.replace(p, p + 1, b" ");
-            i = p + 1;
-            continue;
+    let Some(first) = memchr::memchr2(b'%', b'+', input) else {
+        return Cow::Borrowed(input);
+    };
+    let mut changed = memchr::memchr(b'+', &input[first..]).is_some();
+    let mut out = Vec::with_capacity(input.len());
+    out.extend_from_slice(&input[..first]);
+    let mut i = first;
+    loop {
+        // The run up to the next `%`, with `+` → space in one vectorised
+        // pass (a form body alternates short words and `+`).
+        let rest = &input[i..];
+        let run = memchr::memchr(b'%', rest).unwrap_or(rest.len());
+        out.extend(
+            rest[..run]
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b }),
+        );
+        i += run;
+        if i >= input.len() {
+            break;
         }
         if uni
-            && matches!(input.get(p + 1), Some(b'u' | b'U'))
-            && let Some((c, end)) = percent_u(input, p)
+            && matches!(input.get(i + 1), Some(b'u' | b'U'))
+            && let Some((c, end)) = percent_u(input, i)
         {
-            rw.replace_char(p, end, c);
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            changed = true;
             i = end;
             continue;
         }
-        match hex_pair(input, p + 1) {
-            Some(b) => {
-                rw.replace(p, p + 3, &[b]);
-                i = p + 3;
+        match hex_pair(input, i + 1) {
+            Some(d) => {
+                out.push(d);
+                changed = true;
+                i += 3;
             }
-            None => i = p + 1,
+            None => {
+                out.push(b'%');
+                i += 1;
+            }
         }
     }
-    rw.finish()
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(input)
+    }
 }
 
 /// Decodes `%uXXXX` at `p` (and a following `%uXXXX` low surrogate),
@@ -877,7 +912,7 @@ fn lookup_entity(name: &[u8]) -> Option<(&'static str, bool)> {
 fn html_entity_decode(input: &[u8]) -> Cow<'_, [u8]> {
     let mut rw = Rewriter::new(input);
     let mut i = 0;
-    while let Some(p) = find(input, i, |b| b == b'&') {
+    while let Some(p) = find_byte(input, i, b'&') {
         match entity_at(input, p) {
             Some((c, end)) => {
                 match c {
@@ -971,7 +1006,7 @@ fn numeric_reference(v: u32) -> char {
 fn js_decode(input: &[u8]) -> Cow<'_, [u8]> {
     let mut rw = Rewriter::new(input);
     let mut i = 0;
-    while let Some(p) = find(input, i, |b| b == b'\\') {
+    while let Some(p) = find_byte(input, i, b'\\') {
         let Some(&e) = input.get(p + 1) else { break };
         let decoded: Option<(Option<char>, usize)> = match e {
             b'n' => Some((Some('\n'), p + 2)),
@@ -1062,7 +1097,7 @@ fn js_unicode(s: &[u8], p: usize) -> Option<(char, usize)> {
 fn css_decode(input: &[u8]) -> Cow<'_, [u8]> {
     let mut rw = Rewriter::new(input);
     let mut i = 0;
-    while let Some(p) = find(input, i, |b| b == b'\\') {
+    while let Some(p) = find_byte(input, i, b'\\') {
         let Some(&e) = input.get(p + 1) else {
             rw.delete(p, p + 1);
             break;
@@ -1272,7 +1307,7 @@ fn remove_whitespace(input: &[u8]) -> Cow<'_, [u8]> {
 fn remove_nulls(input: &[u8]) -> Cow<'_, [u8]> {
     let mut rw = Rewriter::new(input);
     let mut i = 0;
-    while let Some(p) = find(input, i, |b| b == 0) {
+    while let Some(p) = find_byte(input, i, 0) {
         let q = find(input, p, |b| b != 0).unwrap_or(input.len());
         rw.delete(p, q);
         i = q;
@@ -1308,7 +1343,7 @@ fn trim(input: &[u8]) -> Cow<'_, [u8]> {
 fn fullwidth_to_ascii(input: &[u8]) -> Cow<'_, [u8]> {
     let mut rw = Rewriter::new(input);
     let mut i = 0;
-    while let Some(p) = find(input, i, |b| b == 0xEF || b == 0xE3) {
+    while let Some(p) = find_byte2(input, i, 0xEF, 0xE3) {
         let ascii = match (input[p], input.get(p + 1..p + 3)) {
             // EF BC 81..BF = U+FF01..U+FF3F, EF BD 80..9E = U+FF40..U+FF5E.
             (0xEF, Some(&[b1 @ (0xBC | 0xBD), b2])) if (0x80..=0xBF).contains(&b2) => {
@@ -1336,7 +1371,7 @@ fn fullwidth_to_ascii(input: &[u8]) -> Cow<'_, [u8]> {
 /// Offset of the first `*/` at or after `from`.
 fn find_comment_end(s: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while let Some(p) = find(s, i, |b| b == b'*') {
+    while let Some(p) = find_byte(s, i, b'*') {
         if s.get(p + 1) == Some(&b'/') {
             return Some(p);
         }
@@ -1348,7 +1383,7 @@ fn find_comment_end(s: &[u8], from: usize) -> Option<usize> {
 /// Offset of the end of the line containing `from` (the `\n`/`\r` itself is
 /// kept, so line structure survives).
 fn line_end(s: &[u8], from: usize) -> usize {
-    find(s, from, |b| b == b'\n' || b == b'\r').unwrap_or(s.len())
+    find_byte2(s, from, b'\n', b'\r').unwrap_or(s.len())
 }
 
 /// If `s[p..]` opens a MySQL/MariaDB executable comment (`/*!`, `/*!NNNNN`,
