@@ -1153,16 +1153,16 @@ impl RuleSet {
                     None => NONE,
                 }
             };
+            // Pattern rules: only values a database matched in.
             for &e in &field_values[span.values.clone()] {
                 let e = e as usize;
-                let entry = &mut cache.entries[e];
-                if entry.error {
+                let entry = &cache.entries[e];
+                if entry.error || entry.matched.is_empty() {
                     continue;
                 }
-                let mine = |ri: usize| value_of(self.rule_chain[ri]) == e;
                 for &ri in &entry.matched {
                     if !self.rules[ri].negate
-                        && mine(ri)
+                        && value_of(self.rule_chain[ri]) == e
                         && wants(ri, f)
                         && !scored.contains(&(ri, e, f.name))
                         && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
@@ -1170,46 +1170,55 @@ impl RuleSet {
                         scored.insert((ri, e, f.name));
                     }
                 }
-                for &ri in &plan.negated {
-                    if mine(ri)
-                        && entry.matched.binary_search(&ri).is_err()
-                        && wants(ri, f)
-                        && !scored.contains(&(ri, e, f.name))
-                        && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
-                    {
-                        scored.insert((ri, e, f.name));
-                    }
+            }
+            // Negated pattern rules and detectors: each looks at the one
+            // value its chain produced for this field.
+            for &ri in &plan.negated {
+                let e = value_of(self.rule_chain[ri]);
+                let Some(entry) = cache.entries.get(e) else {
+                    continue;
+                };
+                if !entry.error
+                    && entry.matched.binary_search(&ri).is_err()
+                    && wants(ri, f)
+                    && !scored.contains(&(ri, e, f.name))
+                    && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
+                {
+                    scored.insert((ri, e, f.name));
+                }
+            }
+            for &k in &plan.checks {
+                let (ri, check) = &self.checks[k];
+                let e = value_of(self.rule_chain[*ri]);
+                let Some(entry) = cache.entries.get_mut(e) else {
+                    continue;
+                };
+                if entry.error || !wants(*ri, f) {
+                    continue;
                 }
                 // A detector runs once per distinct value, whatever the
                 // number of rules, chains and fields that use it.
-                for &k in &plan.checks {
-                    let (ri, check) = &self.checks[k];
-                    if !mine(*ri) || !wants(*ri, f) {
-                        continue;
-                    }
-                    let found = match check {
-                        Check::Native(n) => {
-                            if entry.natives_run & 1 << *n as u8 == 0 {
-                                entry.natives_run |= 1 << *n as u8;
-                                if let Some(d) = run_check(check, &entry.value) {
-                                    entry.natives_found.push((*n, d));
-                                }
+                let found = match check {
+                    Check::Native(n) => {
+                        if entry.natives_run & 1 << *n as u8 == 0 {
+                            entry.natives_run |= 1 << *n as u8;
+                            if let Some(d) = run_check(check, &entry.value) {
+                                entry.natives_found.push((*n, d));
                             }
-                            entry
-                                .natives_found
-                                .iter()
-                                .find(|(k, _)| k == n)
-                                .map(|(_, d)| d.clone())
                         }
-                        _ => run_check(check, &entry.value),
-                    };
-                    if found.is_some() != self.rules[*ri].negate
-                        && !scored.contains(&(*ri, e, f.name))
-                    {
-                        let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
-                        if self.push_hit(&mut hits, &excl, *ri, f, &entry.value, detail) {
-                            scored.insert((*ri, e, f.name));
-                        }
+                        entry
+                            .natives_found
+                            .iter()
+                            .find(|(k, _)| k == n)
+                            .map(|(_, d)| d.clone())
+                    }
+                    _ => run_check(check, &entry.value),
+                };
+                if found.is_some() != self.rules[*ri].negate && !scored.contains(&(*ri, e, f.name))
+                {
+                    let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
+                    if self.push_hit(&mut hits, &excl, *ri, f, &entry.value, detail) {
+                        scored.insert((*ri, e, f.name));
                     }
                 }
             }

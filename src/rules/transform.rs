@@ -1289,6 +1289,17 @@ fn compress_whitespace(input: &[u8]) -> Cow<'_, [u8]> {
 
 /// Deletes every whitespace character (see [`ws_len`]).
 fn remove_whitespace(input: &[u8]) -> Cow<'_, [u8]> {
+    // ASCII (most values): one filtering pass, not a copy call per word.
+    if input.is_ascii() {
+        let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+        let Some(first) = input.iter().position(ws) else {
+            return Cow::Borrowed(input);
+        };
+        let mut out = Vec::with_capacity(input.len() - 1);
+        out.extend_from_slice(&input[..first]);
+        out.extend(input[first..].iter().filter(|b| !ws(b)));
+        return Cow::Owned(out);
+    }
     let mut rw = Rewriter::new(input);
     let mut i = 0;
     while let Some(p) = find(input, i, may_start_ws) {
@@ -2126,6 +2137,8 @@ mod tests {
     #[test]
     fn remove_whitespace_and_nulls() {
         assert_eq!(s(RemoveWhitespace, "s e\tl\u{3000}e\u{A0}ct"), "select");
+        assert_eq!(s(RemoveWhitespace, " a b\t\r\n\x0b\x0cc "), "abc");
+        assert!(is_borrowed(RemoveWhitespace, b"abc"));
         assert_eq!(run(RemoveNulls, b"a\0b\0\0c\0"), b"abc");
         assert!(is_borrowed(RemoveNulls, b"abc"));
     }
