@@ -388,6 +388,32 @@ struct CachedValue<'a> {
     natives_run: u8,
     /// What the detectors that ran found (rarely any).
     natives_found: Vec<(Native, Detection)>,
+    /// Transforms already applied to this value, with the entry each
+    /// produced (its own index: unchanged), so a value that recurs in
+    /// another field (a JSON leaf is also an `args_post` field) is not
+    /// transformed again. The first `n_derived` are set.
+    derived: [(u32, Transform); DERIVED],
+    n_derived: u8,
+}
+
+/// Transforms remembered per value (see `CachedValue::derived`); a value
+/// rewritten by more is transformed again for a later field, as before.
+const DERIVED: usize = 6;
+
+impl CachedValue<'_> {
+    fn derived(&self, t: Transform) -> Option<usize> {
+        self.derived[..usize::from(self.n_derived)]
+            .iter()
+            .find(|(_, u)| *u == t)
+            .map(|&(r, _)| r as usize)
+    }
+
+    fn remember(&mut self, t: Transform, result: usize) {
+        if let Some(slot) = self.derived.get_mut(usize::from(self.n_derived)) {
+            *slot = (result as u32, t);
+            self.n_derived += 1;
+        }
+    }
 }
 
 /// The map's keys are already hashes (keyed per thread, see `value_hash`,
@@ -492,6 +518,8 @@ impl<'a> ValueCache<'a> {
             error: false,
             natives_run: 0,
             natives_found: Vec::new(),
+            derived: [(0, Transform::Trim); DERIVED],
+            n_derived: 0,
         });
         let id = self.entries.len() - 1;
         self.index.insert(key, id);
@@ -1035,6 +1063,7 @@ impl RuleSet {
                     self.chains[*ci].node,
                     f.value,
                     raw_classes,
+                    raw_entry,
                     &mut node_val,
                     &mut applied,
                     &mut cache,
@@ -1312,6 +1341,7 @@ impl RuleSet {
         at: usize,
         input: &'a [u8],
         input_classes: Classes,
+        raw_entry: usize,
         vals: &mut [NodeVal],
         applied: &mut Vec<(usize, Transform, usize)>,
         cache: &mut ValueCache<'a>,
@@ -1326,30 +1356,57 @@ impl RuleSet {
             vals[at] = NodeVal::Same(at);
             return at;
         };
-        let p = self.node_value(node.parent, input, input_classes, vals, applied, cache);
-        let (bytes, cls): (&[u8], Classes) = match vals[p] {
-            NodeVal::Entry(e) => (&cache.entries[e].value, cache.entries[e].classes),
-            _ => (input, input_classes),
+        let p = self.node_value(
+            node.parent,
+            input,
+            input_classes,
+            raw_entry,
+            vals,
+            applied,
+            cache,
+        );
+        // The bytes and their entry (`NONE`: the raw input, not interned).
+        let (bytes, cls, from): (&[u8], Classes, usize) = match vals[p] {
+            NodeVal::Entry(e) => (&cache.entries[e].value, cache.entries[e].classes, e),
+            _ => (input, input_classes, raw_entry),
         };
         if !t.may_change(cls) {
             vals[at] = NodeVal::Same(p);
             return p;
         }
-        if let Some(&(_, _, q)) = applied.iter().find(|&&(from, u, _)| from == p && u == t) {
+        if let Some(&(_, _, q)) = applied.iter().find(|&&(f, u, _)| f == p && u == t) {
             vals[at] = NodeVal::Same(q);
             return q;
+        }
+        // Another field with this value took the step already.
+        if let Some(r) = cache.entries.get(from).and_then(|x| x.derived(t)) {
+            if r == from {
+                vals[at] = NodeVal::Same(p);
+                applied.push((p, t, p));
+                return p;
+            }
+            vals[at] = NodeVal::Entry(r);
+            applied.push((p, t, at));
+            return at;
         }
         let out = match t.apply(bytes) {
             Cow::Borrowed(s) if s.len() == bytes.len() => {
                 vals[at] = NodeVal::Same(p);
                 applied.push((p, t, p));
+                if let Some(x) = cache.entries.get_mut(from) {
+                    x.remember(t, from);
+                }
                 return p;
             }
             Cow::Borrowed(s) => s.to_vec(),
             Cow::Owned(v) => v,
         };
         let cls = classes(&out);
-        vals[at] = NodeVal::Entry(cache.intern(Cow::Owned(out), cls));
+        let r = cache.intern(Cow::Owned(out), cls);
+        if let Some(x) = cache.entries.get_mut(from) {
+            x.remember(t, r);
+        }
+        vals[at] = NodeVal::Entry(r);
         applied.push((p, t, at));
         at
     }
@@ -1969,6 +2026,75 @@ rules:
         let two = fields(&list);
         let ev = rs.evaluate(&two, &RequestFacts::default(), &mut sc);
         assert_eq!((ev.score, ev.verdict), (8, Verdict::Block));
+    }
+
+    /// A value that recurs in another field reuses the transforms the
+    /// first field applied (`CachedValue::derived`): each field still gets
+    /// its own chain's output, whichever field came first.
+    #[test]
+    fn a_recurring_value_reuses_transforms_per_chain() {
+        let pack = r#"pack: t
+rules:
+  - id: 310
+    name: lowercased keyword in json
+    severity: critical
+    targets: [json]
+    transforms: [lowercase]
+    match: {contains: "drop table"}
+  - id: 311
+    name: whitespace-free keyword in args
+    severity: critical
+    targets: [args_post]
+    transforms: [lowercase, remove_whitespace]
+    match: {contains: "droptable"}
+  - id: 312
+    name: raw keyword in args
+    severity: critical
+    targets: [args_post, json]
+    match: {contains: "DROP TABLE"}
+"#;
+        let mut backends = vec![Backend::Pure];
+        if Backend::default() != Backend::Pure {
+            backends.push(Backend::default());
+        }
+        for backend in backends {
+            let settings = EngineSettings {
+                backend,
+                ..EngineSettings::default()
+            };
+            let rs = set(pack, &settings);
+            let mut sc = EngineScratch::default();
+            for order in [
+                [TargetKind::Json, TargetKind::ArgsPost],
+                [TargetKind::ArgsPost, TargetKind::Json],
+            ] {
+                let list = [
+                    (order[0], "q", "DROP TABLE users"),
+                    (order[1], "q", "DROP TABLE users"),
+                ];
+                let ev = rs.evaluate(&fields(&list), &RequestFacts::default(), &mut sc);
+                let mut ids: Vec<(u32, String)> = ev
+                    .hits
+                    .iter()
+                    .map(|h| (h.rule_id, h.target.clone()))
+                    .collect();
+                ids.sort();
+                assert_eq!(
+                    ids,
+                    [
+                        (310, "json:q".to_string()),
+                        (311, "args_post:q".to_string()),
+                        // An aliased value scores once, on the first field.
+                        (312, format!("{}:q", kind_name(order[0])))
+                    ],
+                    "{backend} {order:?}"
+                );
+                // Unchanged by `lowercase` and by `remove_whitespace`: no rule.
+                let list = [(order[0], "q", "drop"), (order[1], "q", "drop")];
+                let ev = rs.evaluate(&fields(&list), &RequestFacts::default(), &mut sc);
+                assert!(ev.hits.is_empty(), "{backend} {order:?}: {:?}", ev.hits);
+            }
+        }
     }
 
     #[test]
