@@ -74,13 +74,39 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
 }
 
+/// The rule-target kind of a view field's kind (`None`: no rule can name
+/// it, e.g. multipart part headers).
+fn rule_kind(k: crate::request_view::TargetKind) -> Option<TargetKind> {
+    use crate::request_view::TargetKind as V;
+    Some(match k {
+        V::Args => TargetKind::Args,
+        V::ArgsGet => TargetKind::ArgsGet,
+        V::ArgsPost => TargetKind::ArgsPost,
+        V::ArgsNames => TargetKind::ArgsNames,
+        V::Path => TargetKind::Path,
+        V::Query => TargetKind::Query,
+        V::Uri => TargetKind::Uri,
+        V::Method => TargetKind::Method,
+        V::Headers => TargetKind::Headers,
+        V::HeaderNames => TargetKind::HeaderNames,
+        V::Cookies => TargetKind::Cookies,
+        V::CookieNames => TargetKind::CookieNames,
+        V::Body => TargetKind::Body,
+        V::Json => TargetKind::Json,
+        V::Xml => TargetKind::Xml,
+        V::Files => TargetKind::Files,
+        V::FilesContent => TargetKind::FilesContent,
+        V::MultipartHeaders => return None,
+    })
+}
+
 /// The engine's fields of a request view (every field a rule target can name).
 pub fn view_fields(view: &crate::request_view::RequestView) -> Vec<Field<'_>> {
     view.fields()
         .iter()
         .filter_map(|f| {
             Some(Field {
-                kind: TargetKind::parse(f.kind.as_str())?,
+                kind: rule_kind(f.kind)?,
                 name: &f.name,
                 value: &f.value,
             })
@@ -1988,6 +2014,14 @@ rules:
         let ev = rs.evaluate(&f, &RequestFacts::default(), &mut sc);
         assert_eq!(ev.verdict, Verdict::Allow);
         assert!(ev.detect_score >= 5);
+    }
+
+    /// The direct kind mapping agrees with the names both enums use.
+    #[test]
+    fn view_kinds_map_by_name() {
+        for k in crate::request_view::TargetKind::ALL {
+            assert_eq!(rule_kind(k), TargetKind::parse(k.as_str()), "{k:?}");
+        }
     }
 
     #[test]
