@@ -93,29 +93,15 @@ const MAX_VARS: usize = 16;
 
 /// Decides whether `input` injects a command in one of the contexts listed
 /// in the module documentation.
+/// The bytes a break-out, an obfuscation, an absolute path or a
+/// redirection needs one of (the pre-filter for the common clean case).
+const PREFILTER: [bool; 256] = super::byte_set(b";|&\n`$'\"\\{^/<>%");
+
 pub fn detect(input: &[u8]) -> Option<Detection> {
     let s = &input[..input.len().min(MAX_SCAN)];
     // Pre-filter for the common clean case: a break-out, an obfuscation, an
     // absolute path or a redirection all need one of these bytes.
-    if !s.iter().any(|&b| {
-        matches!(
-            b,
-            b';' | b'|'
-                | b'&'
-                | b'\n'
-                | b'`'
-                | b'$'
-                | b'\''
-                | b'"'
-                | b'\\'
-                | b'{'
-                | b'^'
-                | b'/'
-                | b'<'
-                | b'>'
-                | b'%'
-        )
-    }) {
+    if !super::has_any(s, &PREFILTER) {
         return None;
     }
     if is_function_import(s) {

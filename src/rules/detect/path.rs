@@ -187,12 +187,9 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     let raw = &input[..input.len().min(MAX_SCAN)];
     // Pre-filter for the common clean case: every finding needs a dot, a
     // separator, a scheme colon or a NUL (or an encoded or wide form of one).
-    if !raw.iter().any(|&b| {
-        matches!(
-            b,
-            b'.' | b'/' | b'\\' | b':' | 0 | b'%' | 0xc0 | 0xc1 | 0xe2 | 0xef
-        )
-    }) {
+    const PREFILTER: [bool; 256] =
+        super::byte_set(&[b'.', b'/', b'\\', b':', 0, b'%', 0xc0, 0xc1, 0xe2, 0xef]);
+    if !super::has_any(raw, &PREFILTER) {
         return None;
     }
     if plain(raw) && (delimited(raw) || starts_no_name(raw)) {

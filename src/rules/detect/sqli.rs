@@ -302,6 +302,9 @@ fn fold_quotes(b: &[u8]) -> Option<Vec<u8>> {
             _ => None,
         }
     }
+    if b.is_ascii() {
+        return None;
+    }
     let first = (0..b.len()).find(|&i| b[i] >= 0xc2 && quote_at(b, i).is_some())?;
     let mut out = Vec::with_capacity(b.len());
     out.extend_from_slice(&b[..first]);
@@ -360,7 +363,15 @@ fn worth_lexing(b: &[u8]) -> bool {
         return true;
     }
     // One pass with an early exit; the `union` test only runs at a `u`.
-    b.iter().enumerate().any(|(i, &c)| match c {
+    const CANDIDATES: [bool; 256] = super::byte_set(b"'\";(@*`:=,uU");
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| CANDIDATES[usize::from(c)] && worth_at(b, i, c))
+}
+
+/// [`worth_lexing`]'s test at a candidate byte `c` = `b[i]`.
+fn worth_at(b: &[u8], i: usize, c: u8) -> bool {
+    match c {
         b'\'' | b'"' | b';' | b'(' | b'@' | b'*' | b'`' => true,
         // A PostgreSQL cast (`password::int`).
         b':' => b.get(i + 1) == Some(&b':'),
@@ -376,7 +387,7 @@ fn worth_lexing(b: &[u8]) -> bool {
             .get(i + 1..i + 5)
             .is_some_and(|w| w.eq_ignore_ascii_case(b"nion")),
         _ => false,
-    })
+    }
 }
 
 /// Does a boolean operator (`or`, `and`, `xor` as whole words, `||`,

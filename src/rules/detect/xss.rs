@@ -69,10 +69,8 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
     let s = &input[..input.len().min(MAX_SCAN)];
     // Pre-filter for the common clean case: every finding below needs a tag
     // opener, an attribute `=`, a call `(` / template call, or a URL scheme.
-    if !s
-        .iter()
-        .any(|&b| matches!(b, b'<' | b'=' | b'(' | b'`' | b':'))
-    {
+    const PREFILTER: [bool; 256] = super::byte_set(b"<=(`:");
+    if !super::has_any(s, &PREFILTER) {
         return None;
     }
     let has_lt = s.contains(&b'<');
