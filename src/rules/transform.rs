@@ -968,6 +968,11 @@ fn entity_at(s: &[u8], p: usize) -> Option<(EntityValue, usize)> {
         return None;
     }
     let end = start + len;
+    // `a=1&b=2`: a name followed by `=` is never decoded; say so before
+    // looking it up (every field of a form body has one).
+    if s.get(end) == Some(&b'=') {
+        return None;
+    }
     let (value, legacy) = lookup_entity(&s[start..end])?;
     match s.get(end) {
         Some(b';') => Some((EntityValue::Str(value), end + 1)),
@@ -1958,6 +1963,10 @@ mod tests {
         // Attribute rule: not before '=' or more letters; non-legacy names
         // need the ';'.
         assert_eq!(s(HtmlEntityDecode, "a=1&lt=2"), "a=1&lt=2");
+        assert_eq!(
+            s(HtmlEntityDecode, "a=1&field001=x&lt;&amp=3"),
+            "a=1&field001=x<&amp=3"
+        );
         assert_eq!(s(HtmlEntityDecode, "&ltscript"), "&ltscript");
         assert_eq!(s(HtmlEntityDecode, "&colon"), "&colon");
         assert_eq!(s(HtmlEntityDecode, "&Lt;"), "&Lt;");
