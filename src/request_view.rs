@@ -748,14 +748,14 @@ fn parse_pairs(
     // Every name and value is decoded into one buffer, and the fields are
     // slices of it (or of the source, when nothing is escaped): one
     // allocation per query or body at most, not two per pair.
-    let escaped = src.iter().any(|&b| b == b'%' || b == b'+');
+    let escaped = memchr::memchr2(b'%', b'+', src).is_some();
     let mut buf = Vec::with_capacity(if escaped { src.len() } else { 0 });
     let mut spans = Vec::new();
     for (a, b) in pieces(src, b'&') {
         if a == b {
             continue;
         }
-        let eq = src[a..b].iter().position(|&c| c == b'=').map(|e| a + e);
+        let eq = memchr::memchr(b'=', &src[a..b]).map(|e| a + e);
         let (name, value) = match eq {
             Some(eq) => (a..eq, eq + 1..b),
             None => (a..b, b..b),
@@ -1381,7 +1381,7 @@ fn pieces(s: &[u8], sep: u8) -> impl Iterator<Item = (usize, usize)> + '_ {
         if done {
             return None;
         }
-        match s[start..].iter().position(|&b| b == sep) {
+        match memchr::memchr(sep, &s[start..]) {
             Some(p) => {
                 let r = (start, start + p);
                 start += p + 1;
