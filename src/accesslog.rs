@@ -194,10 +194,10 @@ impl RotatingFile {
         if self.size + line.len() as u64 > self.max_bytes && self.size > 0 {
             self.rotate();
         }
-        if let Some(out) = &mut self.out {
-            if out.write_all(line).is_ok() {
-                self.size += line.len() as u64;
-            }
+        if let Some(out) = &mut self.out
+            && out.write_all(line).is_ok()
+        {
+            self.size += line.len() as u64;
         }
     }
 

@@ -142,11 +142,11 @@ impl GuardedIncoming {
                             return Poll::Ready(Some(Err(BodyError::TooSlow)));
                         }
                     }
-                } else if let Some(t) = frame.trailers_ref() {
-                    if let Err(e) = check_trailers(t) {
-                        self.done = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
+                } else if let Some(t) = frame.trailers_ref()
+                    && let Err(e) = check_trailers(t)
+                {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -170,11 +170,11 @@ impl GuardedIncoming {
                         None => self.idle = Some(Box::pin(tokio::time::sleep_until(deadline))),
                     }
                 }
-                if let Some(sleep) = &mut self.idle {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        self.done = true;
-                        return Poll::Ready(Some(Err(BodyError::Timeout)));
-                    }
+                if let Some(sleep) = &mut self.idle
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
                 }
                 Poll::Pending
             }

@@ -1583,10 +1583,10 @@ fn waf_config(errs: &mut Errs<'_>, w: &FileWaf) -> WafConfig {
         }
     };
     let paranoia = w.paranoia.as_ref().map_or(1, |p| p.value);
-    if let Some(p) = &w.paranoia {
-        if !(1..=4).contains(&p.value) {
-            errs.at(p, "waf.paranoia", "must be 1 to 4");
-        }
+    if let Some(p) = &w.paranoia
+        && !(1..=4).contains(&p.value)
+    {
+        errs.at(p, "waf.paranoia", "must be 1 to 4");
     }
     let matcher = match w.matcher.as_ref().map(|m| m.value.as_str()) {
         None => crate::rules::matcher::Backend::default(),
@@ -1605,10 +1605,10 @@ fn waf_config(errs: &mut Errs<'_>, w: &FileWaf) -> WafConfig {
         }
     };
     let block_status = w.block_status.as_ref().map_or(403, |s| s.value);
-    if let Some(s) = &w.block_status {
-        if !(400..=599).contains(&s.value) {
-            errs.at(s, "waf.block_status", "must be a 4xx or 5xx status");
-        }
+    if let Some(s) = &w.block_status
+        && !(400..=599).contains(&s.value)
+    {
+        errs.at(s, "waf.block_status", "must be a 4xx or 5xx status");
     }
     let exclusions_yaml = w.exclusions.as_ref().map(|x| {
         // Re-read the block from the file text: the engine parses it as the
@@ -1678,10 +1678,10 @@ fn limits(errs: &mut Errs<'_>, l: FileLimits) -> Limits {
         "limits.max_header_bytes",
         d.max_header_bytes as u64,
     ) as usize;
-    if max_header_bytes < MIN_HEADER_BYTES {
-        if let Some(s) = &l.max_header_bytes {
-            errs.at(s, "limits.max_header_bytes", "must be at least 8KiB");
-        }
+    if max_header_bytes < MIN_HEADER_BYTES
+        && let Some(s) = &l.max_header_bytes
+    {
+        errs.at(s, "limits.max_header_bytes", "must be at least 8KiB");
     }
     let out = Limits {
         max_header_bytes: max_header_bytes.max(MIN_HEADER_BYTES),
@@ -1752,24 +1752,24 @@ fn limits(errs: &mut Errs<'_>, l: FileLimits) -> Limits {
             d.drain_timeout,
         ),
     };
-    if let Some(s) = &l.max_headers {
-        if s.value == 0 || s.value > MAX_HEADERS_LIMIT {
-            errs.at(
-                s,
-                "limits.max_headers",
-                format!("must be between 1 and {MAX_HEADERS_LIMIT}"),
-            );
-        }
+    if let Some(s) = &l.max_headers
+        && (s.value == 0 || s.value > MAX_HEADERS_LIMIT)
+    {
+        errs.at(
+            s,
+            "limits.max_headers",
+            format!("must be between 1 and {MAX_HEADERS_LIMIT}"),
+        );
     }
-    if let Some(s) = &l.max_connections {
-        if s.value == 0 {
-            errs.at(s, "limits.max_connections", "must be at least 1");
-        }
+    if let Some(s) = &l.max_connections
+        && s.value == 0
+    {
+        errs.at(s, "limits.max_connections", "must be at least 1");
     }
-    if out.max_uri_bytes < 256 {
-        if let Some(s) = &l.max_uri_bytes {
-            errs.at(s, "limits.max_uri_bytes", "must be at least 256 bytes");
-        }
+    if out.max_uri_bytes < 256
+        && let Some(s) = &l.max_uri_bytes
+    {
+        errs.at(s, "limits.max_uri_bytes", "must be at least 256 bytes");
     }
     out
 }

@@ -430,10 +430,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                self.shared.touch();
-            }
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            self.shared.touch();
         }
         r
     }
@@ -444,10 +444,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                self.shared.touch();
-            }
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            self.shared.touch();
         }
         r
     }

@@ -1030,10 +1030,10 @@ fn check_protocol(snap: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>) -> 
             }
         }
     }
-    if let (Some(auth), Some(h)) = (req.uri().authority(), host) {
-        if !auth.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
-            return Err(Reject::BadRequest("host_mismatch"));
-        }
+    if let (Some(auth), Some(h)) = (req.uri().authority(), host)
+        && !auth.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes())
+    {
+        return Err(Reject::BadRequest("host_mismatch"));
     }
     for name in headers.keys() {
         if name.as_str().contains('_') {
@@ -1051,10 +1051,10 @@ fn check_protocol(snap: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>) -> 
             }
         }
     }
-    if let Some(n) = req.body().size_hint().exact() {
-        if n > limits.max_body_bytes {
-            return Err(Reject::PayloadTooLarge);
-        }
+    if let Some(n) = req.body().size_hint().exact()
+        && n > limits.max_body_bytes
+    {
+        return Err(Reject::PayloadTooLarge);
     }
     Ok(())
 }
@@ -1110,10 +1110,10 @@ impl Body for GatewayBody {
                 },
             },
         };
-        if let (Poll::Ready(Some(Ok(f))), Some(log)) = (&r, &mut this.log) {
-            if let Some(d) = f.data_ref() {
-                log.rec.bytes += d.len() as u64;
-            }
+        if let (Poll::Ready(Some(Ok(f))), Some(log)) = (&r, &mut this.log)
+            && let Some(d) = f.data_ref()
+        {
+            log.rec.bytes += d.len() as u64;
         }
         r
     }

@@ -82,10 +82,10 @@ impl ResolvesServerCert for SniResolver {
                 let Some(leaf) = ck.cert.first() else {
                     continue;
                 };
-                if let Ok(ee) = webpki::EndEntityCert::try_from(leaf) {
-                    if ee.verify_is_valid_for_subject_name(&name).is_ok() {
-                        return Some(ck.clone());
-                    }
+                if let Ok(ee) = webpki::EndEntityCert::try_from(leaf)
+                    && ee.verify_is_valid_for_subject_name(&name).is_ok()
+                {
+                    return Some(ck.clone());
                 }
             }
         }

@@ -239,11 +239,11 @@ pub struct ForwardInfo<'a> {
 pub fn set_forwarding_headers(h: &mut HeaderMap, f: &ForwardInfo<'_>) {
     use std::fmt::Write as _;
     let mut buf = String::with_capacity(128);
-    if f.peer_trusted {
-        if let Some(prev) = joined(h, "x-forwarded-for") {
-            buf.push_str(&prev);
-            buf.push_str(", ");
-        }
+    if f.peer_trusted
+        && let Some(prev) = joined(h, "x-forwarded-for")
+    {
+        buf.push_str(&prev);
+        buf.push_str(", ");
     }
     let _ = write!(buf, "{}", f.peer);
     set(h, "x-forwarded-for", &buf);
@@ -264,11 +264,11 @@ pub fn set_forwarding_headers(h: &mut HeaderMap, f: &ForwardInfo<'_>) {
         }
     }
     buf.clear();
-    if f.peer_trusted {
-        if let Some(prev) = joined(h, "forwarded") {
-            buf.push_str(&prev);
-            buf.push_str(", ");
-        }
+    if f.peer_trusted
+        && let Some(prev) = joined(h, "forwarded")
+    {
+        buf.push_str(&prev);
+        buf.push_str(", ");
     }
     match f.peer {
         IpAddr::V4(v4) => {

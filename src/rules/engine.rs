@@ -1362,6 +1362,7 @@ impl RuleSet {
     /// already taken for this input: two chains that differ only by steps
     /// that changed nothing (`[…, css_decode, remove_whitespace]` and
     /// `[…, remove_whitespace]` on clean text) reach the same step.
+    #[allow(clippy::too_many_arguments)]
     fn node_value<'a>(
         &self,
         at: usize,

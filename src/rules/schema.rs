@@ -493,10 +493,10 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
         );
     }
     let paranoia = r.paranoia.as_ref().map_or(1, |p| p.value);
-    if !(1..=4).contains(&paranoia) {
-        if let Some(p) = &r.paranoia {
-            errs.at(p, "rules.paranoia", "must be 1 to 4");
-        }
+    if !(1..=4).contains(&paranoia)
+        && let Some(p) = &r.paranoia
+    {
+        errs.at(p, "rules.paranoia", "must be 1 to 4");
     }
     let phase = match r.phase.as_ref().map(|p| p.value.as_str()) {
         None | Some("request") => Phase::Request,
@@ -626,14 +626,14 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
     if let Some(n) = m.length_gt {
         ops.push(Operator::LengthGt(n));
     }
-    if let Operator::Phrases(p) = ops.first().unwrap_or(&Operator::Sqli) {
-        if p.is_empty() || p.len() > MAX_PHRASES {
-            errs.at(
-                &r.matcher,
-                "rules.match",
-                format!("a phrase list needs 1 to {MAX_PHRASES} entries"),
-            );
-        }
+    if let Operator::Phrases(p) = ops.first().unwrap_or(&Operator::Sqli)
+        && (p.is_empty() || p.len() > MAX_PHRASES)
+    {
+        errs.at(
+            &r.matcher,
+            "rules.match",
+            format!("a phrase list needs 1 to {MAX_PHRASES} entries"),
+        );
     }
     if ops.len() != 1 {
         errs.at(&r.matcher, "rules.match", "exactly one operator is required (regex, phrases, phrases_file, contains, equals, starts_with, sqli, sqli_path, xss, cmdi, path_traversal, ip_in, length_gt)");

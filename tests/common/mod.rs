@@ -93,10 +93,10 @@ impl Gateway {
                 let Ok(line) = line else { break };
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                     let msg = v["message"].as_str().unwrap_or("");
-                    if msg == "proxy listening" || msg == "admin listening" {
-                        if let Some(a) = v["addr"].as_str().and_then(|a| a.parse().ok()) {
-                            let _ = tx.send((msg.to_string(), a));
-                        }
+                    if (msg == "proxy listening" || msg == "admin listening")
+                        && let Some(a) = v["addr"].as_str().and_then(|a| a.parse().ok())
+                    {
+                        let _ = tx.send((msg.to_string(), a));
                     }
                 }
                 keep.lock().unwrap().push(line);
