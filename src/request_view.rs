@@ -1420,11 +1420,35 @@ struct JsonWalk<'a> {
     max_name: usize,
     /// Set when a limit stopped the walk (serde only carries a message).
     hit: Option<ViewError>,
+    /// Every field name (a key path) of the document, back to back: the
+    /// fields are pushed with an empty name and get their slice of this
+    /// buffer when the walk ends (`named`), one allocation for all names
+    /// instead of one per name plus one per shared copy.
+    names: Vec<u8>,
+    /// (field index, its name in `names`, the value is the name too).
+    named: Vec<(usize, std::ops::Range<usize>, bool)>,
 }
 
 impl JsonWalk<'_> {
-    fn name(&self) -> Bytes {
-        Bytes::copy_from_slice(&self.path[..self.path.len().min(self.max_name)])
+    /// The current path (cut at `max_name`), appended to `names`.
+    fn name(&mut self) -> std::ops::Range<usize> {
+        let start = self.names.len();
+        self.names
+            .extend_from_slice(&self.path[..self.path.len().min(self.max_name)]);
+        start..self.names.len()
+    }
+
+    /// Gives the fields pushed during the walk their names.
+    fn finish_names(&mut self) {
+        let names = Bytes::from(std::mem::take(&mut self.names));
+        for (i, r, value_too) in self.named.drain(..) {
+            if let Some(f) = self.col.fields.get_mut(i) {
+                f.name = names.slice(r.clone());
+                if value_too {
+                    f.value = f.name.clone();
+                }
+            }
+        }
     }
 
     fn fail<E: de::Error>(&mut self, e: ViewError) -> E {
@@ -1434,16 +1458,24 @@ impl JsonWalk<'_> {
 
     fn leaf<E: de::Error>(&mut self, v: Bytes) -> Result<(), E> {
         let name = self.name();
+        let i = self.col.fields.len();
         if let Err(e) = self
             .col
-            .push(TargetKind::Json, name.clone(), v.clone(), FieldRole::Value)
+            .push(TargetKind::Json, Bytes::new(), v.clone(), FieldRole::Value)
         {
             return Err(self.fail(e));
         }
         self.col
-            .alias(TargetKind::ArgsPost, name.clone(), v, FieldRole::Value);
-        self.col
-            .alias(TargetKind::ArgsNames, name.clone(), name, FieldRole::Value);
+            .alias(TargetKind::ArgsPost, Bytes::new(), v, FieldRole::Value);
+        self.col.alias(
+            TargetKind::ArgsNames,
+            Bytes::new(),
+            Bytes::new(),
+            FieldRole::Value,
+        );
+        self.named.push((i, name.clone(), false));
+        self.named.push((i + 1, name.clone(), false));
+        self.named.push((i + 2, name, true));
         Ok(())
     }
 
@@ -1551,9 +1583,14 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
             }
             w.path.extend_from_slice(&key);
             let name = w.name();
-            if let Err(e) = w.col.push(TargetKind::Json, name, key, FieldRole::Key) {
+            let i = w.col.fields.len();
+            if let Err(e) = w
+                .col
+                .push(TargetKind::Json, Bytes::new(), key, FieldRole::Key)
+            {
                 return Err(w.fail(e));
             }
+            w.named.push((i, name, false));
             map.next_value_seed(Node(&mut *w))?;
         }
         w.path.truncate(base);
@@ -1604,9 +1641,12 @@ fn parse_json(input: &Bytes, col: &mut Collector, limits: &ViewLimits) -> Result
         max_depth: limits.max_json_depth.min(JSON_DEPTH_CEILING),
         max_name: limits.max_name_bytes,
         hit: None,
+        names: Vec::with_capacity(input.len()),
+        named: Vec::new(),
     };
     let mut de = serde_json::Deserializer::from_slice(input);
     let res = Node(&mut walk).deserialize(&mut de).and_then(|()| de.end());
+    walk.finish_names();
     match (walk.hit.take(), res) {
         (Some(e), _) => Err(e),
         (None, Ok(())) => Ok(()),
@@ -2607,6 +2647,15 @@ mod tests {
         assert!(
             v.values(TargetKind::ArgsNames)
                 .any(|f| f.value == "a[1][0]")
+        );
+        // Names are slices of one buffer, filled in when the walk ends:
+        // every field has its own path (the argument names as values too).
+        assert!(v.values(TargetKind::ArgsNames).all(|f| f.name == f.value));
+        assert_eq!(
+            v.values(TargetKind::ArgsPost)
+                .map(|f| f.name_str().into_owned())
+                .collect::<Vec<_>>(),
+            leaves.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
         );
         // Escape-free strings are slices of the body, not copies.
         let admin = v.get(TargetKind::Json, "user.roles[0]").unwrap();
