@@ -1773,6 +1773,24 @@ rules:
     match: {contains: "x"}
 "#;
 
+    /// Default settings on the pure backend and, when built in, Hyperscan.
+    fn every_backend() -> Vec<(Backend, EngineSettings)> {
+        let mut backends = vec![Backend::Pure];
+        if Backend::default() != Backend::Pure {
+            backends.push(Backend::default());
+        }
+        backends
+            .into_iter()
+            .map(|backend| {
+                let settings = EngineSettings {
+                    backend,
+                    ..EngineSettings::default()
+                };
+                (backend, settings)
+            })
+            .collect()
+    }
+
     fn fields<'a>(list: &'a [(TargetKind, &'a str, &'a str)]) -> Vec<Field<'a>> {
         list.iter()
             .map(|(k, n, v)| Field {
@@ -1886,15 +1904,7 @@ rules:
             (202, "headers:x-a".into()),
         ];
         want.sort();
-        let mut backends = vec![Backend::Pure];
-        if Backend::default() != Backend::Pure {
-            backends.push(Backend::default());
-        }
-        for backend in backends {
-            let settings = EngineSettings {
-                backend,
-                ..EngineSettings::default()
-            };
+        for (backend, settings) in every_backend() {
             let rs = set(BATCH, &settings);
             let mut sc = EngineScratch::default();
             for _ in 0..2 {
@@ -2088,15 +2098,7 @@ rules:
     targets: [args_post, json]
     match: {contains: "DROP TABLE"}
 "#;
-        let mut backends = vec![Backend::Pure];
-        if Backend::default() != Backend::Pure {
-            backends.push(Backend::default());
-        }
-        for backend in backends {
-            let settings = EngineSettings {
-                backend,
-                ..EngineSettings::default()
-            };
+        for (backend, settings) in every_backend() {
             let rs = set(pack, &settings);
             let mut sc = EngineScratch::default();
             for order in [

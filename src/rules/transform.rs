@@ -668,13 +668,23 @@ fn may_start_ws(b: u8) -> bool {
 /// `%XX` → byte and `+` → space; with `uni`, also `%uXXXX` (see
 /// [`Transform::UrlDecodeUni`]). Anything malformed is copied as is.
 fn url_decode(input: &[u8], uni: bool) -> Cow<'_, [u8]> {
-    let Some(first) = memchr::memchr2(b'%', b'+', input) else {
+    if memchr::memchr2(b'%', b'+', input).is_none() {
         return Cow::Borrowed(input);
-    };
-    let mut changed = memchr::memchr(b'+', &input[first..]).is_some();
+    }
     let mut out = Vec::with_capacity(input.len());
-    out.extend_from_slice(&input[..first]);
-    let mut i = first;
+    if url_decode_into(input, uni, &mut out) || memchr::memchr(b'+', input).is_some() {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(input)
+    }
+}
+
+/// [`url_decode`] appending to `out` (the form parser decodes every name
+/// and value into one buffer); whether a `%` escape was decoded.
+pub(crate) fn url_decode_into(input: &[u8], uni: bool, out: &mut Vec<u8>) -> bool {
+    out.reserve(input.len());
+    let mut changed = false;
+    let mut i = 0;
     loop {
         // The run up to the next `%`, with `+` → space in one vectorised
         // pass (a form body alternates short words and `+`).
@@ -687,7 +697,7 @@ fn url_decode(input: &[u8], uni: bool) -> Cow<'_, [u8]> {
         );
         i += run;
         if i >= input.len() {
-            break;
+            return changed;
         }
         if uni
             && matches!(input.get(i + 1), Some(b'u' | b'U'))
@@ -710,11 +720,6 @@ fn url_decode(input: &[u8], uni: bool) -> Cow<'_, [u8]> {
                 i += 1;
             }
         }
-    }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(input)
     }
 }
 
