@@ -1773,6 +1773,17 @@ rules:
     match: {contains: "x"}
 "#;
 
+    /// The (rule id, target) of every hit, sorted.
+    fn hit_ids(ev: &Evaluation) -> Vec<(u32, String)> {
+        let mut v: Vec<(u32, String)> = ev
+            .hits
+            .iter()
+            .map(|h| (h.rule_id, h.target.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Default settings on the pure backend and, when built in, Hyperscan.
     fn every_backend() -> Vec<(Backend, EngineSettings)> {
         let mut backends = vec![Backend::Pure];
@@ -1909,12 +1920,7 @@ rules:
             let mut sc = EngineScratch::default();
             for _ in 0..2 {
                 let ev = rs.evaluate(&f, &RequestFacts::default(), &mut sc);
-                let mut got: Vec<(u32, String)> = ev
-                    .hits
-                    .iter()
-                    .map(|h| (h.rule_id, h.target.clone()))
-                    .collect();
-                got.sort();
+                let got = hit_ids(&ev);
                 assert_eq!(got, want, "{backend}");
                 assert!(ev.errors.is_empty());
             }
@@ -1958,13 +1964,7 @@ rules:
         let hits = |rs: &RuleSet| {
             let ev = rs.evaluate(&f, &RequestFacts::default(), &mut EngineScratch::default());
             assert!(ev.errors.is_empty(), "{:?}", ev.errors);
-            let mut v: Vec<(u32, String)> = ev
-                .hits
-                .iter()
-                .map(|h| (h.rule_id, h.target.clone()))
-                .collect();
-            v.sort();
-            v
+            hit_ids(&ev)
         };
         assert_eq!(hits(&first), hits(&second));
         assert_eq!(hits(&second).len(), 4, "{:?}", hits(&second));
@@ -2110,12 +2110,7 @@ rules:
                     (order[1], "q", "DROP TABLE users"),
                 ];
                 let ev = rs.evaluate(&fields(&list), &RequestFacts::default(), &mut sc);
-                let mut ids: Vec<(u32, String)> = ev
-                    .hits
-                    .iter()
-                    .map(|h| (h.rule_id, h.target.clone()))
-                    .collect();
-                ids.sort();
+                let ids = hit_ids(&ev);
                 assert_eq!(
                     ids,
                     [
