@@ -148,6 +148,30 @@ struct ChainInfo {
     targets: Vec<Target>,
     /// The transform-trie node whose value is this chain's output.
     node: usize,
+    /// What a value must have for a rule of this chain to match it.
+    guard: Option<Guard>,
+}
+
+/// A chain's guard (see `chain_guard`): a field whose value cannot give
+/// any of the chain's patterns a match is not run through the chain.
+struct Guard {
+    /// The shortest match of any of the chain's patterns.
+    min_len: usize,
+    /// A trie node and bytes: when the value at that node holds none of
+    /// them, the chain's output holds none of the bytes its patterns need.
+    bytes: Option<(usize, Box<[bool; 256]>)>,
+}
+
+impl ChainInfo {
+    /// Can the chain's output for a raw value of `len` bytes be long
+    /// enough for its guard?
+    fn long_enough(&self, guard: &Guard, len: usize) -> bool {
+        self.chain
+            .transforms()
+            .iter()
+            .fold(len, |n, t| t.max_output_len(n))
+            >= guard.min_len
+    }
 }
 
 /// A node of the trie of chain prefixes: chains sharing a prefix
@@ -180,6 +204,10 @@ struct KindPlan {
 }
 
 const NOT_IN_PLAN: u32 = u32::MAX;
+
+/// In `field_dyn`: the chain's guard ruled the field out (no rule of the
+/// chain can match it), so the chain did not run.
+const SKIPPED: u32 = u32::MAX;
 
 /// How a plan's chains treat a field, given its byte classes: the chains
 /// none of whose transforms can change such a value (they all see the raw
@@ -611,6 +639,7 @@ impl RuleSet {
                     chain,
                     targets: Vec::new(),
                     node: 0,
+                    guard: None,
                 });
                 chains.len() - 1
             });
@@ -730,20 +759,15 @@ impl RuleSet {
                     db_rules[d].push(i);
                 }
             };
+            for kind in pattern_kinds(&r.operator) {
+                push(kind);
+            }
             match &r.operator {
-                Operator::Regex(re) => push(PatternKind::Regex(re.clone())),
-                Operator::Phrases(list) => {
-                    for p in list {
-                        push(PatternKind::Literal(p.as_bytes().to_vec()));
-                    }
-                }
-                Operator::Contains(s) => push(PatternKind::Literal(s.as_bytes().to_vec())),
-                Operator::StartsWith(s) => {
-                    push(PatternKind::Regex(format!("^{}", regex_syntax::escape(s))))
-                }
-                Operator::Equals(s) => {
-                    push(PatternKind::Regex(format!("^{}$", regex_syntax::escape(s))))
-                }
+                Operator::Regex(_)
+                | Operator::Phrases(_)
+                | Operator::Contains(_)
+                | Operator::StartsWith(_)
+                | Operator::Equals(_) => {}
                 Operator::Sqli => checks.push((i, Check::Native(Native::Sqli))),
                 Operator::SqliPath => checks.push((i, Check::Native(Native::SqliPath))),
                 Operator::Xss => checks.push((i, Check::Native(Native::Xss))),
@@ -814,6 +838,13 @@ impl RuleSet {
                 });
             }
             c.node = at;
+        }
+        for (ci, c) in chains.iter_mut().enumerate() {
+            let of_chain: Vec<&Rule> = (0..rules.len())
+                .filter(|&ri| rule_chain[ri] == ci)
+                .map(|ri| &rules[ri])
+                .collect();
+            c.guard = chain_guard(c, &of_chain, &nodes);
         }
         let mut plans: Vec<KindPlan> = (0..KINDS).map(|_| KindPlan::default()).collect();
         for kind in TargetKind::ALL {
@@ -1085,6 +1116,30 @@ impl RuleSet {
                 if !plan.whole[k as usize] && !ts.iter().any(|t| selects(t, f)) {
                     continue;
                 }
+                let info = &self.chains[*ci];
+                if let Some(g) = &info.guard {
+                    let mut cannot_match = !info.long_enough(g, f.value.len());
+                    if let (false, Some((node, set))) = (cannot_match, &g.bytes) {
+                        let at = self.node_value(
+                            *node,
+                            f.value,
+                            raw_classes,
+                            raw_entry,
+                            &mut node_val,
+                            &mut applied,
+                            &mut cache,
+                        );
+                        let bytes = match node_val[at] {
+                            NodeVal::Entry(e) => &cache.entries[e].value[..],
+                            _ => f.value,
+                        };
+                        cannot_match = !detect::has_any(bytes, set);
+                    }
+                    if cannot_match {
+                        field_dyn.push((k, SKIPPED));
+                        continue;
+                    }
+                }
                 let at = self.node_value(
                     self.chains[*ci].node,
                     f.value,
@@ -1203,6 +1258,7 @@ impl RuleSet {
                     return NONE;
                 }
                 match dyns.iter().find(|(dk, _)| *dk == k) {
+                    Some(&(_, SKIPPED)) => NONE,
                     Some(&(_, e)) => e as usize,
                     None if plan.whole[k as usize] => span.raw,
                     None => NONE,
@@ -1576,6 +1632,69 @@ fn compile_all(
         }
     }
     out
+}
+
+/// The patterns of a pattern-type operator (none for the others).
+fn pattern_kinds(op: &Operator) -> Vec<PatternKind> {
+    match op {
+        Operator::Regex(re) => vec![PatternKind::Regex(re.clone())],
+        Operator::Phrases(list) => list
+            .iter()
+            .map(|p| PatternKind::Literal(p.as_bytes().to_vec()))
+            .collect(),
+        Operator::Contains(s) => vec![PatternKind::Literal(s.as_bytes().to_vec())],
+        Operator::StartsWith(s) => {
+            vec![PatternKind::Regex(format!("^{}", regex_syntax::escape(s)))]
+        }
+        Operator::Equals(s) => vec![PatternKind::Regex(format!("^{}$", regex_syntax::escape(s)))],
+        _ => Vec::new(),
+    }
+}
+
+/// The guard of a chain whose rules are all (non-negated) pattern rules:
+/// their shortest match, and the bytes one of which the value at some
+/// node of the chain must hold (the node before its trailing transforms
+/// that only delete or case-fold bytes; see
+/// [`Transform::widen_to_source`]). `None` when a rule of the chain is
+/// a detector, a small operator or negated (those must see every value).
+fn chain_guard(chain: &ChainInfo, rules: &[&Rule], nodes: &[Node]) -> Option<Guard> {
+    let mut min_len = usize::MAX;
+    let mut set = [false; 256];
+    for r in rules {
+        let kinds = pattern_kinds(&r.operator);
+        if r.negate || kinds.is_empty() {
+            return None;
+        }
+        for kind in kinds {
+            let needs = matcher::pattern_needs(&PatternSpec {
+                id: 0,
+                kind,
+                caseless: r.caseless,
+            })?;
+            min_len = min_len.min(needs.min_len);
+            for (s, n) in set.iter_mut().zip(needs.bytes?.iter()) {
+                *s |= n;
+            }
+        }
+    }
+    if min_len == usize::MAX {
+        return None;
+    }
+    let mut node = chain.node;
+    let mut suffix = 0;
+    for t in chain.chain.transforms().iter().rev() {
+        if !t.widen_to_source(&mut set) {
+            break;
+        }
+        node = nodes[node].parent;
+        suffix += 1;
+    }
+    Some(Guard {
+        min_len,
+        // At the chain's own output the set would save nothing: that value
+        // is computed by then.
+        bytes: (suffix > 0 && set.iter().any(|&b| !b)).then(|| (node, Box::new(set))),
+    })
 }
 
 fn is_pattern(op: &Operator) -> bool {
@@ -2127,6 +2246,164 @@ rules:
                 assert!(ev.hits.is_empty(), "{backend} {order:?}: {:?}", ev.hits);
             }
         }
+    }
+
+    /// Chain guards only skip work: with the bundled packs (every paranoia
+    /// level), generated values hit exactly the rules they hit with every
+    /// guard removed, and the guards do skip chains on ordinary values.
+    #[test]
+    fn chain_guards_never_hide_a_hit() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let mut packs: Vec<Pack> = std::fs::read_dir(&dir)
+            .expect("rules/")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .map(|p| crate::rules::schema::load_pack(&p).expect("bundled pack"))
+            .collect();
+        packs.sort_by(|a, b| a.name.cmp(&b.name));
+        let settings = EngineSettings {
+            paranoia: 4,
+            ..EngineSettings::default()
+        };
+        let mut set = RuleSet::compile(&packs, &settings).expect("bundled packs compile");
+        let with_bytes = set
+            .chains
+            .iter()
+            .filter(|c| c.guard.as_ref().is_some_and(|g| g.bytes.is_some()))
+            .count();
+        assert!(with_bytes >= 3, "{with_bytes} chains with a byte guard");
+        // Prose: the whitespace-removing chains of 941150 and 941200 are
+        // ruled out by their guards, before they run.
+        for id in [941150, 941200] {
+            let ri = set.rules.iter().position(|r| r.id == id).expect("rule");
+            let info = &set.chains[set.rule_chain[ri]];
+            let guard = info.guard.as_ref().expect("a guard");
+            let (node, bytes) = guard.bytes.as_ref().expect("a byte guard");
+            assert_ne!(
+                *node, info.node,
+                "{id}: checked before the chain's last step"
+            );
+            assert!(
+                !detect::has_any(b"value number 1 of the form", bytes),
+                "{id}"
+            );
+            assert!(
+                detect::has_any(b"width: expression(alert(1))", bytes),
+                "{id}"
+            );
+        }
+        // Fragments of what the guarded rules look for, split by the
+        // whitespace, comments and escapes their chains remove.
+        const PIECES: &[&str] = &[
+            " ",
+            "\t",
+            "\n",
+            "/**/",
+            "/*",
+            "*/",
+            "(",
+            ")",
+            "[",
+            "]",
+            "!",
+            "+",
+            "<",
+            ">",
+            ":",
+            "&#40;",
+            "&#x5b;",
+            "%28",
+            "%5B",
+            "%20",
+            "\\28 ",
+            "\\",
+            "\\u0028",
+            "expression",
+            "-moz-binding",
+            "behavior",
+            "url",
+            "style",
+            "@import",
+            "child_process",
+            "process",
+            "constructor",
+            ".",
+            "O:8:\"stdClass\":1:{",
+            "Y2hpbGRfcHJvY2Vzcw==",
+            "==",
+            "a",
+            "Z",
+            "0",
+            "9",
+            "select",
+            "union",
+            "'",
+            "\"",
+            ";",
+            "=",
+            "\u{212A}",
+            "\u{A0}",
+            "İ",
+        ];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let kinds = [
+            (TargetKind::ArgsPost, "f"),
+            (TargetKind::Json, "a.b"),
+            (TargetKind::Headers, "user-agent"),
+            (TargetKind::Cookies, "c"),
+            (TargetKind::ArgsNames, ""),
+        ];
+        let requests: Vec<Vec<(TargetKind, &str, String)>> = (0..800)
+            .map(|round| {
+                (0..8)
+                    .map(|i| {
+                        let n = (next() % 12) as usize;
+                        let v: String = (0..n)
+                            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                            .collect();
+                        let (kind, name) = kinds[(round + i) % kinds.len()];
+                        (kind, name, v)
+                    })
+                    .collect()
+            })
+            .collect();
+        let all_hits = |set: &RuleSet| -> Vec<Vec<(u32, String)>> {
+            let mut scratch = EngineScratch::default();
+            requests
+                .iter()
+                .map(|values| {
+                    let list: Vec<(TargetKind, &str, &str)> = values
+                        .iter()
+                        .map(|(k, n, v)| (*k, *n, v.as_str()))
+                        .collect();
+                    let ev = set.evaluate(&fields(&list), &RequestFacts::default(), &mut scratch);
+                    hit_ids(&ev)
+                })
+                .collect()
+        };
+        let guarded = all_hits(&set);
+        for c in &mut set.chains {
+            c.guard = None;
+        }
+        let bare = all_hits(&set);
+        for ((g, b), values) in guarded.iter().zip(&bare).zip(&requests) {
+            assert_eq!(g, b, "{values:?}");
+        }
+        let of_guarded_rules = guarded
+            .iter()
+            .flatten()
+            .filter(|(id, _)| matches!(id, 941150 | 941200 | 934001 | 934002 | 933023))
+            .count();
+        assert!(
+            of_guarded_rules >= 50,
+            "only {of_guarded_rules} hits of guarded rules"
+        );
     }
 
     #[test]

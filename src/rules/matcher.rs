@@ -562,6 +562,100 @@ pub fn compile_cached(
     })
 }
 
+/// What every match of a pattern needs, so that work on a value that
+/// cannot match may be skipped (the engine's chain guards).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternNeeds {
+    /// No match is shorter than this many bytes.
+    pub min_len: usize,
+    /// Every match holds at least one byte of this set (`None`: no set was
+    /// found, e.g. `\w+` or `[^x]{2}` matches without any particular byte).
+    pub bytes: Option<Box<[bool; 256]>>,
+}
+
+/// The [`PatternNeeds`] of a pattern, from its parsed form: a literal
+/// needs any one of its bytes (the rarest in ordinary text is taken), a
+/// byte class its bytes, a concatenation what one of its parts needs (the
+/// cheapest set), an alternation the union of what every branch needs, a
+/// repetition what its body needs unless it may repeat zero times.
+/// `None` when the pattern does not parse (compiling it fails anyway).
+pub fn pattern_needs(spec: &PatternSpec) -> Option<PatternNeeds> {
+    let source = match &spec.kind {
+        PatternKind::Regex(s) => s.clone(),
+        PatternKind::Literal(bytes) => escape_literal(bytes),
+    };
+    let hir = syntax::parse_with(&source, &source_syntax(spec.caseless)).ok()?;
+    Some(PatternNeeds {
+        min_len: hir.properties().minimum_len()?,
+        bytes: needed_bytes(&hir).map(Box::new),
+    })
+}
+
+/// How common a byte set is in ordinary text (letters, digits and spaces
+/// weigh most): the set a concatenation keeps is the one least likely to
+/// be present in a clean value.
+fn set_weight(set: &[bool; 256]) -> u32 {
+    (0..256usize)
+        .filter(|&b| set[b])
+        .map(|b| match b as u8 {
+            b' ' => 8,
+            b'a'..=b'z' | b'A'..=b'Z' => 4,
+            b'0'..=b'9' => 3,
+            _ => 1,
+        })
+        .sum()
+}
+
+fn needed_bytes(hir: &regex_syntax::hir::Hir) -> Option<[bool; 256]> {
+    use regex_syntax::hir::{Class, HirKind};
+    let one = |b: u8| {
+        let mut set = [false; 256];
+        set[usize::from(b)] = true;
+        set
+    };
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => None,
+        HirKind::Literal(lit) => lit.0.iter().map(|&b| one(b)).min_by_key(set_weight),
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut set = [false; 256];
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    set[usize::from(b)] = true;
+                }
+            }
+            Some(set)
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            // A non-ASCII character is encoded with bytes >= 0x80 only.
+            let mut set = [false; 256];
+            for r in c.ranges() {
+                let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
+                for b in lo.min(0x80)..=hi.min(0x7F) {
+                    set[b as usize] = true;
+                }
+                if hi >= 0x80 {
+                    set[0x80..].fill(true);
+                }
+            }
+            Some(set)
+        }
+        HirKind::Repetition(rep) if rep.min == 0 => None,
+        HirKind::Repetition(rep) => needed_bytes(&rep.sub),
+        HirKind::Capture(cap) => needed_bytes(&cap.sub),
+        HirKind::Concat(parts) => parts.iter().filter_map(needed_bytes).min_by_key(set_weight),
+        HirKind::Alternation(branches) => {
+            let mut set = [false; 256];
+            for b in branches {
+                let need = needed_bytes(b)?;
+                for (s, n) in set.iter_mut().zip(need) {
+                    *s |= n;
+                }
+            }
+            Some(set)
+        }
+    }
+}
+
 /// Runs the backend-independent checks on every spec and returns every error
 /// (empty when all pass). What it accepts, [`compile`] accepts too, except
 /// for what an engine refuses on its own (size limits; Hyperscan's "can
@@ -2012,6 +2106,90 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pattern_needs_hold_for_every_matching_value() {
+        let extra = [
+            P::R(1, r"!!\[\]|\(!\[\]\+?\[\]\)|\[\+?!\+?\[\]"),
+            P::Ri(
+                2,
+                r"-moz-binding:|\bbehavior:url\(|\bexpression\(|<style[^>]{0,100}>",
+            ),
+            P::R(3, r"a(?:bc)?d|x+y*"),
+            P::R(4, r"\w+@\w+|(?:foo)*bar"),
+            P::Ri(5, r"^\s*(?:select|union)\b"),
+            P::R(6, r"(?-u:[\x80-\xff])a|(?u:\x{212A})"),
+            P::R(7, r"[^a]{2}|\d{3,}"),
+            P::Li(8, b"OnLoad="),
+        ];
+        let all = CASES
+            .iter()
+            .flat_map(|c| c.pats.iter().copied())
+            .chain(extra);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut checked = 0;
+        for p in all {
+            let spec = spec(p);
+            let needs = pattern_needs(&spec).expect("parses");
+            let source = match &spec.kind {
+                PatternKind::Regex(s) => s.clone(),
+                PatternKind::Literal(b) => escape_literal(b),
+            };
+            let re = meta::Regex::builder()
+                .syntax(source_syntax(spec.caseless))
+                .build(&source)
+                .expect("builds");
+            // Values from the pattern's own bytes (both cases), so that
+            // many match, plus arbitrary bytes.
+            let mut alphabet: Vec<u8> = source.bytes().collect();
+            alphabet.extend(source.bytes().map(|b| b.to_ascii_uppercase()));
+            alphabet.extend_from_slice(b" \n0123456789");
+            for round in 0..4000 {
+                let len = (next() % 24) as usize;
+                let value: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let r = next();
+                        if round % 3 == 0 && r % 5 == 0 {
+                            (r >> 8) as u8
+                        } else {
+                            alphabet[(r >> 8) as usize % alphabet.len()]
+                        }
+                    })
+                    .collect();
+                if !re.is_match(value.as_slice()) {
+                    continue;
+                }
+                checked += 1;
+                assert!(value.len() >= needs.min_len, "{p:?} on {value:?}");
+                // A pattern that consumes a byte always needs one of a set.
+                let set = needs.bytes.as_ref().expect("a needed set");
+                assert!(
+                    value.iter().any(|&b| set[usize::from(b)]),
+                    "{p:?} matches {:?} without a needed byte",
+                    String::from_utf8_lossy(&value)
+                );
+            }
+        }
+        assert!(checked > 20_000, "only {checked} matching values");
+        // What the guards rely on, on two of the patterns above.
+        let needs = |p| pattern_needs(&spec(p)).expect("parses");
+        let set_of = |p| {
+            let set = needs(p).bytes.expect("a set");
+            (0..=255u8)
+                .filter(|&b| set[usize::from(b)])
+                .collect::<Vec<u8>>()
+        };
+        assert_eq!(set_of(extra[0]), b"!([".to_vec());
+        assert_eq!(set_of(extra[1]), b"(-:<".to_vec());
+        assert_eq!(set_of(extra[3]), b"@b".to_vec());
+        assert_eq!(needs(extra[7]).min_len, 7);
     }
 
     #[test]

@@ -159,6 +159,68 @@ impl Transform {
         apply(self, input)
     }
 
+    /// An upper bound on the length of this transform's output for an
+    /// input of `len` bytes: most transforms only shrink a value; Unicode
+    /// lowercasing (`İ` → `i̇`) and a CSS `\0` (→ U+FFFD) grow it by at
+    /// most half.
+    pub fn max_output_len(self, len: usize) -> usize {
+        match self {
+            Transform::Lowercase | Transform::CssDecode => len + len.div_ceil(2),
+            _ => len,
+        }
+    }
+
+    /// Widens `set` to the input bytes an output byte in `set` can come
+    /// from: afterwards, an input without a byte of the widened set gives
+    /// an output without a byte of the original one. `false` (and `set`
+    /// untouched) for transforms that can produce bytes from unrelated
+    /// input (decoders, path and command-line normalisation).
+    pub fn widen_to_source(self, set: &mut [bool; 256]) -> bool {
+        match self {
+            // Deletions: every output byte is an input byte.
+            Transform::RemoveWhitespace
+            | Transform::Trim
+            | Transform::RemoveNulls
+            | Transform::RemoveComments => true,
+            // ASCII letters fold from their capitals, and a non-ASCII
+            // character may lower to ASCII (the Kelvin sign to `k`, `İ` to
+            // `i` + U+0307) or to other non-ASCII bytes.
+            Transform::Lowercase => {
+                let mut non_ascii = set[0x80..].iter().any(|&b| b);
+                for b in b'a'..=b'z' {
+                    if set[usize::from(b)] {
+                        set[usize::from(b.to_ascii_uppercase())] = true;
+                        non_ascii = true;
+                    }
+                }
+                if non_ascii {
+                    set[0x80..].fill(true);
+                }
+                true
+            }
+            // A space stands for a whitespace run (ASCII or not).
+            Transform::CompressWhitespace => {
+                if set[usize::from(b' ')] {
+                    for b in [b'\t', b'\n', 0x0B, 0x0C, b'\r'] {
+                        set[usize::from(b)] = true;
+                    }
+                    set[0x80..].fill(true);
+                }
+                true
+            }
+            // A space stands for a comment (`/*…*/`, or a version
+            // comment's closing `*/`).
+            Transform::ReplaceComments => {
+                if set[usize::from(b' ')] {
+                    set[usize::from(b'/')] = true;
+                    set[usize::from(b'*')] = true;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this transform can change a value with byte classes `c`
     /// (see [`classes`]). `false` is a promise: [`apply`] would return the
     /// value itself, so the engine skips the call. Most clean values
@@ -2387,6 +2449,104 @@ mod tests {
             }
             out
         }
+    }
+
+    /// Inputs for the guard properties: the biased generator, plus every
+    /// named entity and the escapes that decode to the longest output.
+    fn guard_inputs(rng: &mut XorShift, mut f: impl FnMut(&[u8])) {
+        for (name, _, _) in ENTITIES {
+            for tail in ["", ";", "x"] {
+                f(format!("&{}{tail}", String::from_utf8_lossy(name)).as_bytes());
+            }
+        }
+        for v in [
+            "\\0",
+            "_\\0",
+            "\\10FFFF",
+            "\\D800",
+            "\\u{10FFFF}",
+            "\\ud800",
+            "%ud800",
+            "%uD83D%uDE00",
+            "&#0",
+            "&#x10FFFF;",
+            "İİ",
+            "\u{212A}",
+        ] {
+            f(v.as_bytes());
+        }
+        for _ in 0..100_000 {
+            f(&rng.bytes(24));
+        }
+    }
+
+    #[test]
+    fn max_output_len_bounds_every_transform() {
+        let mut rng = XorShift(0x1234_5678_9ABC_DEF1);
+        guard_inputs(&mut rng, |input| {
+            for t in Transform::ALL {
+                let out = apply(t, input);
+                assert!(
+                    out.len() <= t.max_output_len(input.len()),
+                    "{t:?} on {:?}: {} bytes",
+                    String::from_utf8_lossy(input),
+                    out.len()
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn widened_sets_never_hide_an_output_byte() {
+        let mut rng = XorShift(0x0DDB_A11_C0FF_EE);
+        // Small sets: the single bytes guards use most, and random ones.
+        let mut sets: Vec<[bool; 256]> = b" </(:'\"aAkKi;-"
+            .iter()
+            .map(|&b| {
+                let mut set = [false; 256];
+                set[usize::from(b)] = true;
+                set
+            })
+            .collect();
+        for _ in 0..40 {
+            let mut set = [false; 256];
+            for _ in 0..1 + rng.below(4) {
+                set[rng.below(256)] = true;
+            }
+            sets.push(set);
+        }
+        let mut widenable = 0;
+        for t in Transform::ALL {
+            let widened: Vec<Option<[bool; 256]>> = sets
+                .iter()
+                .map(|s| {
+                    let mut w = *s;
+                    let ok = t.widen_to_source(&mut w);
+                    assert!(ok || w == *s, "{t:?} changed a set it refused");
+                    ok.then_some(w)
+                })
+                .collect();
+            if widened.iter().all(Option::is_none) {
+                continue;
+            }
+            widenable += 1;
+            let mut rng = XorShift(0x5EED ^ t as u64);
+            guard_inputs(&mut rng, |input| {
+                let out = apply(t, input);
+                for (set, w) in sets.iter().zip(&widened) {
+                    let Some(w) = w else { continue };
+                    if out.iter().any(|&b| set[usize::from(b)]) {
+                        assert!(
+                            input.iter().any(|&b| w[usize::from(b)]),
+                            "{t:?}: {:?} -> {:?} has a byte the widened set misses",
+                            String::from_utf8_lossy(input),
+                            String::from_utf8_lossy(&out)
+                        );
+                    }
+                }
+            });
+        }
+        assert_eq!(widenable, 7);
     }
 
     #[test]
