@@ -141,6 +141,40 @@ struct Db {
     chains: Vec<bool>,
     /// Bit per `TargetKind`: kinds a rule of this database can look at.
     kinds: u32,
+    /// Per pattern id: what a value must have for the pattern to match it
+    /// alone (see `Db::could_match`).
+    filters: Vec<PatternFilter>,
+}
+
+/// What a batch match of a pattern is checked against before its value is
+/// scanned alone: a batch match can span the separator (the
+/// header-injection pattern `[\r\n][\t ]*token:` matches
+/// `127.0.0.1:18502` after the newline that joins it to the value before),
+/// and a shared database serves several kinds of field.
+struct PatternFilter {
+    /// Kinds its rule looks at.
+    kinds: u32,
+    /// Its shortest match.
+    min_len: usize,
+    /// Byte sets (bit sets) a match holds a byte of each of.
+    sets: Box<[[u64; 4]]>,
+}
+
+impl Db {
+    /// Could pattern `id` match `value` (needed by fields of `kinds`)?
+    /// `false` is a promise; `true` may be wrong.
+    fn could_match(&self, id: u32, value: &[u8], kinds: u32) -> bool {
+        let Some(f) = self.filters.get(id as usize) else {
+            return true;
+        };
+        f.kinds & kinds != 0
+            && value.len() >= f.min_len
+            && f.sets.iter().all(|set| {
+                value
+                    .iter()
+                    .any(|&b| set[usize::from(b >> 6)] >> (b & 63) & 1 != 0)
+            })
+    }
 }
 
 struct ChainInfo {
@@ -311,7 +345,7 @@ pub struct EngineScratch {
     shape_of: std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<PassThrough>>,
     /// Batch scans: the joined values and the match ends reported.
     joined: Vec<u8>,
-    ends: Vec<u32>,
+    ends: Vec<(u32, u32)>,
     /// A request's working lists, kept (empty) between requests so that
     /// a request does not allocate them again.
     bufs: Buffers,
@@ -436,6 +470,8 @@ struct CachedValue<'a> {
     matched: Vec<usize>,
     /// Byte classes of `value` (which transforms can change it).
     classes: Classes,
+    /// Bit per kind of the fields that need it scanned.
+    kinds: u32,
     error: bool,
     /// Per native detector, once run.
     /// Bit per native detector: run yet?
@@ -534,10 +570,11 @@ fn value_hash(v: &[u8]) -> u64 {
 impl<'a> ValueCache<'a> {
     /// Entry `e` is to be scanned with databases `dbs`, for field `fi`
     /// (the first such field labels a scan error).
-    fn need(&mut self, e: usize, dbs: u64, fi: usize) {
+    fn need(&mut self, e: usize, dbs: u64, fi: usize, kind: TargetKind) {
         let entry = &mut self.entries[e];
         let mut new = dbs & !entry.needs;
         entry.needs |= dbs;
+        entry.kinds |= 1 << kind as usize;
         if entry.field == NONE {
             entry.field = fi;
         }
@@ -571,6 +608,7 @@ impl<'a> ValueCache<'a> {
             matched: Vec::new(),
             error: false,
             natives_run: 0,
+            kinds: 0,
             natives_found: Vec::new(),
             derived: [(0, Transform::Trim); DERIVED],
             n_derived: 0,
@@ -789,7 +827,8 @@ impl RuleSet {
             _ => None,
         };
         let compiled = compile_all(&specs, settings.backend, cache.as_ref());
-        for ((compiled, pattern_rule), kinds_in) in compiled.into_iter().zip(db_rules).zip(db_kinds)
+        for (((compiled, pattern_rule), kinds_in), db_specs) in
+            compiled.into_iter().zip(db_rules).zip(db_kinds).zip(&specs)
         {
             let Some(compiled) = compiled else {
                 dbs.push(None);
@@ -802,6 +841,11 @@ impl RuleSet {
             match compiled {
                 Ok(matcher) => dbs.push(Some(Db {
                     matcher,
+                    filters: db_specs
+                        .iter()
+                        .zip(&pattern_rule)
+                        .map(|(spec, &ri)| pattern_filter(spec, kind_mask(&rules[ri])))
+                        .collect(),
                     pattern_rule,
                     chains: chains_in,
                     kinds: kinds_in,
@@ -1091,7 +1135,7 @@ impl RuleSet {
             let mut raw_entry = NONE;
             if shape.has_raw {
                 raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
-                cache.need(raw_entry, shape.raw_dbs, fi);
+                cache.need(raw_entry, shape.raw_dbs, fi, f.kind);
                 field_values.push(raw_entry as u32);
             }
             for &k in &shape.named_raw {
@@ -1104,7 +1148,7 @@ impl RuleSet {
                     field_values.push(raw_entry as u32);
                 }
                 field_dyn.push((k, raw_entry as u32));
-                cache.need(raw_entry, self.chain_dbs[*ci] & plan.dbs, fi);
+                cache.need(raw_entry, self.chain_dbs[*ci] & plan.dbs, fi, f.kind);
             }
             if !shape.dynamic.is_empty() {
                 applied.clear();
@@ -1161,7 +1205,7 @@ impl RuleSet {
                 field_dyn.push((k, e as u32));
                 // The databases this value is scanned with: those of its
                 // chains, among the ones that serve this kind of field.
-                cache.need(e, self.chain_dbs[*ci] & plan.dbs, fi);
+                cache.need(e, self.chain_dbs[*ci] & plan.dbs, fi, f.kind);
                 if !field_values[span.values.start..].contains(&(e as u32)) {
                     field_values.push(e as u32);
                 }
@@ -1197,12 +1241,16 @@ impl RuleSet {
                 let max_ends = members.len() * 4 + 64;
                 if let Ok(true) = db.matcher.batch_scan(&mut ms[d], joined, ends, max_ends) {
                     candidate.fill(false);
-                    for &end in ends.iter() {
+                    for &(end, id) in ends.iter() {
                         // The value the match ends in (or on whose
-                        // separator it ends).
+                        // separator it ends), if the pattern could match
+                        // it alone.
                         let k = starts.partition_point(|&st| st < end as usize);
-                        if let Some(k) = k.checked_sub(1) {
-                            candidate[k] = true;
+                        if let Some(k) = k.checked_sub(1)
+                            && !candidate[k]
+                        {
+                            let entry = &cache.entries[members[k]];
+                            candidate[k] = db.could_match(id, &entry.value, entry.kinds);
                         }
                     }
                     if db.matcher.has_unbatched() {
@@ -1632,6 +1680,34 @@ fn compile_all(
         }
     }
     out
+}
+
+/// A pattern's [`PatternFilter`] (one that passes everything of its kinds
+/// when the pattern does not parse: it then failed to compile anyway).
+fn pattern_filter(spec: &PatternSpec, kinds: u32) -> PatternFilter {
+    let needs = matcher::pattern_needs(spec);
+    let sets = needs
+        .as_ref()
+        .map(|n| {
+            n.all
+                .iter()
+                .map(|set| {
+                    let mut bits = [0u64; 4];
+                    for b in 0..256 {
+                        if set[b] {
+                            bits[b >> 6] |= 1 << (b & 63);
+                        }
+                    }
+                    bits
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    PatternFilter {
+        kinds,
+        min_len: needs.map_or(0, |n| n.min_len),
+        sets,
+    }
 }
 
 /// The patterns of a pattern-type operator (none for the others).
@@ -2248,11 +2324,12 @@ rules:
         }
     }
 
-    /// Chain guards only skip work: with the bundled packs (every paranoia
-    /// level), generated values hit exactly the rules they hit with every
-    /// guard removed, and the guards do skip chains on ordinary values.
+    /// Chain guards and batch-match filters only skip work: with the
+    /// bundled packs (every paranoia level), generated values hit exactly
+    /// the rules they hit with every guard and filter removed, and both do
+    /// skip work on ordinary values.
     #[test]
-    fn chain_guards_never_hide_a_hit() {
+    fn guards_and_batch_filters_never_hide_a_hit() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
         let mut packs: Vec<Pack> = std::fs::read_dir(&dir)
             .expect("rules/")
@@ -2344,6 +2421,12 @@ rules:
             "\u{212A}",
             "\u{A0}",
             "İ",
+            "\r\n",
+            "Set-Cookie",
+            "127.0.0.1",
+            ":8080/",
+            "localhost/",
+            "%0d%0a",
         ];
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut next = move || {
@@ -2387,9 +2470,35 @@ rules:
                 })
                 .collect()
         };
+        // The batch filter of the header-injection rule: an address with a
+        // port, which its pattern matches across the separator, is not
+        // scanned again; a line break before a header line is.
+        let ri = set.rules.iter().position(|r| r.id == 921120).expect("rule");
+        let (db, id) = set
+            .dbs
+            .iter()
+            .flatten()
+            .find_map(|db| {
+                db.pattern_rule
+                    .iter()
+                    .position(|&r| r == ri)
+                    .map(|id| (db, id))
+            })
+            .expect("compiled");
+        let headers = 1 << TargetKind::Headers as usize;
+        assert!(!db.could_match(id as u32, b"127.0.0.1:18502", headers));
+        assert!(db.could_match(id as u32, b"a\r\nSet-Cookie: x", headers));
+        assert!(!db.could_match(
+            id as u32,
+            b"a\r\nSet-Cookie: x",
+            1 << TargetKind::Json as usize
+        ));
         let guarded = all_hits(&set);
         for c in &mut set.chains {
             c.guard = None;
+        }
+        for db in set.dbs.iter_mut().flatten() {
+            db.filters.clear();
         }
         let bare = all_hits(&set);
         for ((g, b), values) in guarded.iter().zip(&bare).zip(&requests) {

@@ -571,6 +571,9 @@ pub struct PatternNeeds {
     /// Every match holds at least one byte of this set (`None`: no set was
     /// found, e.g. `\w+` or `[^x]{2}` matches without any particular byte).
     pub bytes: Option<Box<[bool; 256]>>,
+    /// Up to four such sets (the cheapest first, `bytes` among them): a
+    /// match holds a byte of each.
+    pub all: Vec<[bool; 256]>,
 }
 
 /// The [`PatternNeeds`] of a pattern, from its parsed form: a literal
@@ -585,9 +588,14 @@ pub fn pattern_needs(spec: &PatternSpec) -> Option<PatternNeeds> {
         PatternKind::Literal(bytes) => escape_literal(bytes),
     };
     let hir = syntax::parse_with(&source, &source_syntax(spec.caseless)).ok()?;
+    let mut all = needed_sets(&hir);
+    all.sort_by_key(set_weight);
+    all.dedup();
+    all.truncate(4);
     Some(PatternNeeds {
         min_len: hir.properties().minimum_len()?,
-        bytes: needed_bytes(&hir).map(Box::new),
+        bytes: all.first().map(|s| Box::new(*s)),
+        all,
     })
 }
 
@@ -606,7 +614,8 @@ fn set_weight(set: &[bool; 256]) -> u32 {
         .sum()
 }
 
-fn needed_bytes(hir: &regex_syntax::hir::Hir) -> Option<[bool; 256]> {
+/// Byte sets every match of `hir` holds a byte of (empty: none known).
+fn needed_sets(hir: &regex_syntax::hir::Hir) -> Vec<[bool; 256]> {
     use regex_syntax::hir::{Class, HirKind};
     let one = |b: u8| {
         let mut set = [false; 256];
@@ -614,8 +623,8 @@ fn needed_bytes(hir: &regex_syntax::hir::Hir) -> Option<[bool; 256]> {
         set
     };
     match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => None,
-        HirKind::Literal(lit) => lit.0.iter().map(|&b| one(b)).min_by_key(set_weight),
+        HirKind::Empty | HirKind::Look(_) => Vec::new(),
+        HirKind::Literal(lit) => lit.0.iter().map(|&b| one(b)).collect(),
         HirKind::Class(Class::Bytes(c)) => {
             let mut set = [false; 256];
             for r in c.ranges() {
@@ -623,7 +632,7 @@ fn needed_bytes(hir: &regex_syntax::hir::Hir) -> Option<[bool; 256]> {
                     set[usize::from(b)] = true;
                 }
             }
-            Some(set)
+            vec![set]
         }
         HirKind::Class(Class::Unicode(c)) => {
             // A non-ASCII character is encoded with bytes >= 0x80 only.
@@ -637,21 +646,23 @@ fn needed_bytes(hir: &regex_syntax::hir::Hir) -> Option<[bool; 256]> {
                     set[0x80..].fill(true);
                 }
             }
-            Some(set)
+            vec![set]
         }
-        HirKind::Repetition(rep) if rep.min == 0 => None,
-        HirKind::Repetition(rep) => needed_bytes(&rep.sub),
-        HirKind::Capture(cap) => needed_bytes(&cap.sub),
-        HirKind::Concat(parts) => parts.iter().filter_map(needed_bytes).min_by_key(set_weight),
+        HirKind::Repetition(rep) if rep.min == 0 => Vec::new(),
+        HirKind::Repetition(rep) => needed_sets(&rep.sub),
+        HirKind::Capture(cap) => needed_sets(&cap.sub),
+        HirKind::Concat(parts) => parts.iter().flat_map(needed_sets).collect(),
         HirKind::Alternation(branches) => {
             let mut set = [false; 256];
             for b in branches {
-                let need = needed_bytes(b)?;
+                let Some(need) = needed_sets(b).into_iter().min_by_key(set_weight) else {
+                    return Vec::new();
+                };
                 for (s, n) in set.iter_mut().zip(need) {
                     *s |= n;
                 }
             }
-            Some(set)
+            vec![set]
         }
     }
 }
@@ -830,7 +841,8 @@ impl MatcherSet {
 
     /// Scans many values in one call: `joined` holds them separated by
     /// [`BATCH_SEPARATOR`] (a `\n`), and `ends` receives the end offset of
-    /// every match of every pattern (unsorted, not deduplicated). Each
+    /// every match of every pattern, with the pattern's id (unsorted, not
+    /// deduplicated). Each
     /// value's own matches (what [`scan`](MatcherSet::scan) reports for it)
     /// end inside it or on the separator after it, except those of the
     /// patterns that match the separator alone, which are not in the batch
@@ -847,7 +859,7 @@ impl MatcherSet {
         &self,
         scratch: &mut Scratch,
         joined: &[u8],
-        ends: &mut Vec<u32>,
+        ends: &mut Vec<(u32, u32)>,
         max_ends: usize,
     ) -> Result<bool, ScanError> {
         ends.clear();
@@ -870,12 +882,13 @@ impl MatcherSet {
             let result = db.scan(
                 joined,
                 hs_scratch,
-                |_id: u32, _from: u64, to: u64, _f: u32| {
+                |pos: u32, _from: u64, to: u64, _f: u32| {
                     if ends.len() >= max_ends {
                         overflow = true;
                         return hyperscan::Matching::Terminate;
                     }
-                    ends.push(to as u32);
+                    let id = self.ids.get(pos as usize).copied().unwrap_or(u32::MAX);
+                    ends.push((to as u32, id));
                     hyperscan::Matching::Continue
                 },
             );
@@ -1822,11 +1835,16 @@ mod tests {
                 .expect("scan");
             if !alone.is_empty() {
                 matched_any += 1;
+            }
+            // Each pattern that matches the value alone reports an end in
+            // it (or on its separator), under its own id.
+            for id in alone {
                 assert!(
-                    ends.iter()
-                        .any(|&e| (start as u32) < e && e as usize <= start + v.len() + 1)
+                    ends.iter().any(|&(e, i)| i == id
+                        && (start as u32) < e
+                        && e as usize <= start + v.len() + 1)
                         || set.unbatched_match(v),
-                    "{:?} matches {alone:?} alone but no batch end falls in it",
+                    "{:?} matches {id} alone but no batch end of it falls in it",
                     String::from_utf8_lossy(v)
                 );
             }
@@ -2168,13 +2186,17 @@ mod tests {
                 }
                 checked += 1;
                 assert!(value.len() >= needs.min_len, "{p:?} on {value:?}");
-                // A pattern that consumes a byte always needs one of a set.
+                // A pattern that consumes a byte always needs one of a set,
+                // and a match holds a byte of every set listed.
                 let set = needs.bytes.as_ref().expect("a needed set");
-                assert!(
-                    value.iter().any(|&b| set[usize::from(b)]),
-                    "{p:?} matches {:?} without a needed byte",
-                    String::from_utf8_lossy(&value)
-                );
+                assert_eq!(**set, needs.all[0]);
+                for set in &needs.all {
+                    assert!(
+                        value.iter().any(|&b| set[usize::from(b)]),
+                        "{p:?} matches {:?} without a needed byte",
+                        String::from_utf8_lossy(&value)
+                    );
+                }
             }
         }
         assert!(checked > 20_000, "only {checked} matching values");
@@ -2190,6 +2212,17 @@ mod tests {
         assert_eq!(set_of(extra[1]), b"(-:<".to_vec());
         assert_eq!(set_of(extra[3]), b"@b".to_vec());
         assert_eq!(needs(extra[7]).min_len, 7);
+        // Header injection: both the line break and the colon.
+        let crlf = needs(P::R(9, r"[\r\n][\t ]*[0-9A-Za-z-]+[\t\r\n ]*:[\t ]*[!-~]"));
+        let sets: Vec<Vec<u8>> = crlf
+            .all
+            .iter()
+            .map(|s| (0..=255u8).filter(|&b| s[usize::from(b)]).collect())
+            .collect();
+        assert!(
+            sets.contains(&b":".to_vec()) && sets.contains(&b"\n\r".to_vec()),
+            "{sets:?}"
+        );
     }
 
     #[test]
