@@ -731,13 +731,6 @@ impl RuleSet {
         // (measured: ~600 of the 750 bytes the argument database scanned
         // for a 10-argument query).
         let uri_class = (1u32 << TargetKind::Uri as usize) | (1 << TargetKind::Query as usize);
-        // And headers, and the path: most broad rules that look at them
-        // look at a few named headers (`user-agent`, `referer`) or at
-        // the path only as one more place, so a header value or the path
-        // need not go through every argument pattern.
-        let header_class =
-            (1u32 << TargetKind::Headers as usize) | (1 << TargetKind::HeaderNames as usize);
-        let path_class = 1u32 << TargetKind::Path as usize;
         // (database, kinds it serves for this rule), per rule.
         let memberships: Vec<Vec<(usize, u32)>> = rules
             .iter()
@@ -764,14 +757,9 @@ impl RuleSet {
                     vec![((m, usize::MAX), m)]
                 } else {
                     [
-                        (
-                            m & !body_class & !uri_class & !header_class & !path_class,
-                            1u32,
-                        ),
+                        (m & !body_class & !uri_class, 1u32),
                         (m & body_class, 2u32),
                         (m & uri_class, 3u32),
-                        (m & header_class, 4u32),
-                        (m & path_class, 5u32),
                     ]
                     .into_iter()
                     .filter(|(k, _)| *k != 0)
@@ -2244,10 +2232,10 @@ rules:
         assert!(ev.detect_score >= 5);
     }
 
-    /// The raw URI, the headers and the path are scanned only by the
-    /// patterns of rules that look at them, not by the argument database.
+    /// The raw URI is scanned only by the patterns of rules that look at
+    /// it, not by the argument database (it repeats the arguments).
     #[test]
-    fn uri_headers_and_path_are_scanned_apart_from_the_arguments() {
+    fn the_uri_is_scanned_apart_from_the_arguments() {
         const SPLIT: &str = r#"pack: t
 rules:
   - id: 300
@@ -2260,11 +2248,6 @@ rules:
     severity: critical
     targets: [args, json]
     match: {regex: "bad"}
-  - id: 302
-    name: args, a header and the path
-    severity: critical
-    targets: [args, "headers:user-agent", path]
-    match: {regex: "ugly"}
 "#;
         for (backend, settings) in every_backend() {
             let rs = set(SPLIT, &settings);
@@ -2272,9 +2255,6 @@ rules:
                 (TargetKind::Uri, "", "/x?q=bad&r=evil"),
                 (TargetKind::ArgsGet, "q", "bad"),
                 (TargetKind::ArgsGet, "r", "evil"),
-                (TargetKind::Headers, "user-agent", "ugly bad evil"),
-                (TargetKind::Headers, "referer", "ugly"),
-                (TargetKind::Path, "", "/ugly/bad"),
             ]);
             let ev = rs.evaluate(&f, &RequestFacts::default(), &mut EngineScratch::default());
             assert_eq!(
@@ -2282,23 +2262,19 @@ rules:
                 vec![
                     (300, "args_get:r".to_string()),
                     (300, "uri".to_string()),
-                    (301, "args_get:q".to_string()),
-                    (302, "headers:user-agent".to_string()),
-                    (302, "path".to_string()),
+                    (301, "args_get:q".to_string())
                 ],
                 "[{backend}]"
             );
             if backend == Backend::Hyperscan {
                 let args_only = rs.rules.iter().position(|r| r.id == 301).expect("rule");
-                for kind in [TargetKind::Uri, TargetKind::Headers, TargetKind::Path] {
-                    let dbs = rs.plans[kind as usize].dbs;
-                    for (d, db) in rs.dbs.iter().enumerate() {
-                        if db
-                            .as_ref()
-                            .is_some_and(|db| db.pattern_rule.contains(&args_only))
-                        {
-                            assert_eq!(dbs & 1 << d, 0, "{kind:?} is scanned by database {d}");
-                        }
+                let uri_dbs = rs.plans[TargetKind::Uri as usize].dbs;
+                for (d, db) in rs.dbs.iter().enumerate() {
+                    if db
+                        .as_ref()
+                        .is_some_and(|db| db.pattern_rule.contains(&args_only))
+                    {
+                        assert_eq!(uri_dbs & 1 << d, 0, "the uri is scanned by database {d}");
                     }
                 }
             }
