@@ -1758,7 +1758,7 @@ fn chain_guard(chain: &ChainInfo, rules: &[&Rule], nodes: &[Node]) -> Option<Gua
                 caseless: r.caseless,
             })?;
             min_len = min_len.min(needs.min_len);
-            for (s, n) in set.iter_mut().zip(needs.bytes?.iter()) {
+            for (s, n) in set.iter_mut().zip(needs.all.first()?.iter()) {
                 *s |= n;
             }
         }

@@ -568,19 +568,17 @@ pub fn compile_cached(
 pub struct PatternNeeds {
     /// No match is shorter than this many bytes.
     pub min_len: usize,
-    /// Every match holds at least one byte of this set (`None`: no set was
-    /// found, e.g. `\w+` or `[^x]{2}` matches without any particular byte).
-    pub bytes: Option<Box<[bool; 256]>>,
-    /// Up to four such sets (the cheapest first, `bytes` among them): a
-    /// match holds a byte of each.
+    /// Up to four byte sets, the cheapest (rarest in text) first: a match
+    /// holds a byte of each. Empty when none was found (a pattern that
+    /// consumes a byte always has one, if only a large class).
     pub all: Vec<[bool; 256]>,
 }
 
 /// The [`PatternNeeds`] of a pattern, from its parsed form: a literal
-/// needs any one of its bytes (the rarest in ordinary text is taken), a
-/// byte class its bytes, a concatenation what one of its parts needs (the
-/// cheapest set), an alternation the union of what every branch needs, a
-/// repetition what its body needs unless it may repeat zero times.
+/// needs each of its bytes, a byte class one of its bytes, a
+/// concatenation what each of its parts needs, an alternation the union
+/// of each branch's cheapest set, a repetition what its body needs unless
+/// it may repeat zero times.
 /// `None` when the pattern does not parse (compiling it fails anyway).
 pub fn pattern_needs(spec: &PatternSpec) -> Option<PatternNeeds> {
     let source = match &spec.kind {
@@ -594,7 +592,6 @@ pub fn pattern_needs(spec: &PatternSpec) -> Option<PatternNeeds> {
     all.truncate(4);
     Some(PatternNeeds {
         min_len: hir.properties().minimum_len()?,
-        bytes: all.first().map(|s| Box::new(*s)),
         all,
     })
 }
@@ -2188,8 +2185,7 @@ mod tests {
                 assert!(value.len() >= needs.min_len, "{p:?} on {value:?}");
                 // A pattern that consumes a byte always needs one of a set,
                 // and a match holds a byte of every set listed.
-                let set = needs.bytes.as_ref().expect("a needed set");
-                assert_eq!(**set, needs.all[0]);
+                assert!(!needs.all.is_empty(), "{p:?}: no needed set");
                 for set in &needs.all {
                     assert!(
                         value.iter().any(|&b| set[usize::from(b)]),
@@ -2203,7 +2199,7 @@ mod tests {
         // What the guards rely on, on two of the patterns above.
         let needs = |p| pattern_needs(&spec(p)).expect("parses");
         let set_of = |p| {
-            let set = needs(p).bytes.expect("a set");
+            let set = needs(p).all[0];
             (0..=255u8)
                 .filter(|&b| set[usize::from(b)])
                 .collect::<Vec<u8>>()
