@@ -188,8 +188,9 @@ impl GuardedIncoming {
 
 /// The start of a request body, read before forwarding.
 pub enum Prefix {
-    /// The whole body (trailers verified and dropped).
-    Complete(Bytes),
+    /// The whole body (trailers verified and dropped), as it was read:
+    /// joined into one buffer only if something inspects it.
+    Complete(VecDeque<Bytes>),
     /// The first `limit` bytes or more; the rest is still in `rest`.
     Partial {
         chunks: VecDeque<Bytes>,
@@ -224,10 +225,12 @@ pub async fn read_prefix(
             }
         }
     }
-    Ok(Prefix::Complete(concat(chunks, have)))
+    Ok(Prefix::Complete(chunks))
 }
 
-fn concat(mut chunks: VecDeque<Bytes>, len: usize) -> Bytes {
+/// `chunks` as one buffer (copied only when there are several).
+pub fn concat(mut chunks: VecDeque<Bytes>) -> Bytes {
+    let len = chunks.iter().map(Bytes::len).sum();
     match chunks.len() {
         0 => Bytes::new(),
         1 => chunks.pop_front().unwrap_or_default(),
@@ -245,6 +248,9 @@ fn concat(mut chunks: VecDeque<Bytes>, len: usize) -> Bytes {
 pub enum ForwardBody {
     Empty,
     Full(Option<Bytes>),
+    /// A complete body in the pieces it was read in (nothing inspected it,
+    /// so it was never joined): sent piece by piece, framed by its length.
+    Pieces(VecDeque<Bytes>),
     Stream {
         chunks: VecDeque<Bytes>,
         rest: Box<GuardedIncoming>,
@@ -262,6 +268,9 @@ impl Body for ForwardBody {
         match self.get_mut() {
             ForwardBody::Empty => Poll::Ready(None),
             ForwardBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ForwardBody::Pieces(chunks) => {
+                Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c))))
+            }
             ForwardBody::Stream { chunks, rest } => {
                 if let Some(c) = chunks.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(c))));
@@ -281,6 +290,7 @@ impl Body for ForwardBody {
         match self {
             ForwardBody::Empty => true,
             ForwardBody::Full(b) => b.is_none(),
+            ForwardBody::Pieces(chunks) => chunks.is_empty(),
             ForwardBody::Stream { .. } => false,
         }
     }
@@ -289,6 +299,9 @@ impl Body for ForwardBody {
         match self {
             ForwardBody::Empty => SizeHint::with_exact(0),
             ForwardBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ForwardBody::Pieces(chunks) => {
+                SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum())
+            }
             ForwardBody::Stream { chunks, rest } => {
                 // Keep Content-Length framing when the client declared one.
                 let buffered: u64 = chunks.iter().map(|c| c.len() as u64).sum();

@@ -170,6 +170,23 @@ impl Tracker {
                     let take = data
                         .len()
                         .min(self.max_head.saturating_add(1).saturating_sub(had));
+                    // A head that arrives whole in one read (the common
+                    // case) is parsed where it lies, without copying it and
+                    // the body bytes behind it into `head`.
+                    if had == 0 && data[..take].contains(&b'\n') {
+                        match parse_head(&self.shared, &data[..take]) {
+                            HeadResult::Partial => {}
+                            HeadResult::Done { head_len, next } => {
+                                data = &data[head_len..];
+                                self.state = next;
+                                continue;
+                            }
+                            HeadResult::Stop => {
+                                self.state = State::Off;
+                                return;
+                            }
+                        }
+                    }
                     self.head.extend_from_slice(&data[..take]);
                     // Re-parse only when a line end arrived (cheap for trickles).
                     if !data[..take].contains(&b'\n') {
@@ -178,7 +195,7 @@ impl Tracker {
                         }
                         return;
                     }
-                    match self.parse_head() {
+                    match parse_head(&self.shared, &self.head) {
                         HeadResult::Partial => {
                             if self.head.len() > self.max_head {
                                 self.state = State::Off;
@@ -298,69 +315,68 @@ enum HeadResult {
     Stop,
 }
 
-impl Tracker {
-    fn parse_head(&mut self) -> HeadResult {
-        let buf = &self.head;
-        if buf.starts_with(b"PRI * HTTP/2.0") {
-            self.shared.set_passthrough();
-            return HeadResult::Stop;
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let head_len = match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return HeadResult::Partial,
-            Err(_) => return HeadResult::Stop, // hyper answers 400 itself
-        };
-        let is_http11 = req.version == Some(1);
-        let mut cl: Option<u64> = None;
-        let mut cl_count = 0usize;
-        let mut te_count = 0usize;
-        let mut te_chunked_final = false;
-        let mut te_exact = true;
-        let mut problem = None;
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                cl_count += 1;
-                match parse_content_length(h.value) {
-                    Some(v) => cl = Some(v),
-                    None => problem = problem.or(Some(FramingProblem::InvalidContentLength)),
-                }
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                te_count += 1;
-                te_chunked_final = last_coding_is_chunked(h.value);
-                te_exact &= h.value.eq_ignore_ascii_case(b"chunked");
-            }
-        }
-        if te_count > 0 && !is_http11 {
-            problem = Some(FramingProblem::TransferEncodingOnHttp10);
-        } else if te_count > 0 && cl_count > 0 {
-            problem = Some(FramingProblem::ContentLengthAndTransferEncoding);
-        } else if te_count > 1 || (te_count == 1 && !te_exact) {
-            problem = Some(FramingProblem::TransferEncodingNotChunked);
-        } else if cl_count > 1 {
-            problem = problem.or(Some(FramingProblem::DuplicateContentLength));
-        }
-        let verdict = HeadVerdict {
-            problem,
-            method: req.method.unwrap_or("").into(),
-            target: req.path.unwrap_or("").into(),
-        };
-        self.shared.push(verdict);
-        if problem.is_some() {
-            // The handler rejects and closes; nothing after this is HTTP we serve.
-            return HeadResult::Stop;
-        }
-        let next = if te_count > 0 && te_chunked_final {
-            State::ChunkStart
-        } else {
-            match cl {
-                Some(n) if n > 0 => State::Length(n),
-                _ => State::Head,
-            }
-        };
-        HeadResult::Done { head_len, next }
+/// Parses one request head at the start of `buf` and queues its framing
+/// verdict on `shared`.
+fn parse_head(shared: &ConnShared, buf: &[u8]) -> HeadResult {
+    if buf.starts_with(b"PRI * HTTP/2.0") {
+        shared.set_passthrough();
+        return HeadResult::Stop;
     }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return HeadResult::Partial,
+        Err(_) => return HeadResult::Stop, // hyper answers 400 itself
+    };
+    let is_http11 = req.version == Some(1);
+    let mut cl: Option<u64> = None;
+    let mut cl_count = 0usize;
+    let mut te_count = 0usize;
+    let mut te_chunked_final = false;
+    let mut te_exact = true;
+    let mut problem = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            cl_count += 1;
+            match parse_content_length(h.value) {
+                Some(v) => cl = Some(v),
+                None => problem = problem.or(Some(FramingProblem::InvalidContentLength)),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te_count += 1;
+            te_chunked_final = last_coding_is_chunked(h.value);
+            te_exact &= h.value.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+    if te_count > 0 && !is_http11 {
+        problem = Some(FramingProblem::TransferEncodingOnHttp10);
+    } else if te_count > 0 && cl_count > 0 {
+        problem = Some(FramingProblem::ContentLengthAndTransferEncoding);
+    } else if te_count > 1 || (te_count == 1 && !te_exact) {
+        problem = Some(FramingProblem::TransferEncodingNotChunked);
+    } else if cl_count > 1 {
+        problem = problem.or(Some(FramingProblem::DuplicateContentLength));
+    }
+    let verdict = HeadVerdict {
+        problem,
+        method: req.method.unwrap_or("").into(),
+        target: req.path.unwrap_or("").into(),
+    };
+    shared.push(verdict);
+    if problem.is_some() {
+        // The handler rejects and closes; nothing after this is HTTP we serve.
+        return HeadResult::Stop;
+    }
+    let next = if te_count > 0 && te_chunked_final {
+        State::ChunkStart
+    } else {
+        match cl {
+            Some(n) if n > 0 => State::Length(n),
+            _ => State::Head,
+        }
+    };
+    HeadResult::Done { head_len, next }
 }
 
 fn parse_content_length(v: &[u8]) -> Option<u64> {
@@ -493,6 +509,35 @@ mod tests {
         let targets: Vec<&str> = whole.iter().map(|v| &*v.target).collect();
         assert_eq!(targets, ["/a", "/b", "/c"]);
         assert!(whole.iter().all(|v| v.problem.is_none()));
+    }
+
+    #[test]
+    fn a_head_split_anywhere_reads_like_one_piece() {
+        // A head that arrives whole is parsed in place; one that arrives in
+        // parts is gathered first. Every two-piece split must agree.
+        let data: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let whole = run(&[data]);
+        assert_eq!(whole.len(), 2);
+        assert_eq!(
+            whole[1].problem,
+            Some(FramingProblem::ContentLengthAndTransferEncoding)
+        );
+        for at in 1..data.len() {
+            let (a, b) = data.split_at(at);
+            assert_eq!(run(&[a, b]), whole, "split at {at}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_head_in_one_read_turns_tracking_off() {
+        // Over the head limit (16 KiB in `run`): hyper answers 431, the
+        // tracker reports nothing and stops, in one read or in many.
+        let mut data = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        data.extend(std::iter::repeat_n(b'a', 20 * 1024));
+        data.extend_from_slice(b"\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(run(&[&data]).is_empty());
+        let pieces: Vec<&[u8]> = data.chunks(1000).collect();
+        assert!(run(&pieces).is_empty());
     }
 
     #[test]

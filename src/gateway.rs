@@ -716,8 +716,13 @@ impl Gateway {
             l.body_buffer_bytes
         };
         match read_prefix(body, limits, buffer).await {
-            Ok(Prefix::Complete(b)) if b.is_empty() => Ok(ForwardBody::Empty),
-            Ok(Prefix::Complete(b)) => Ok(ForwardBody::Full(Some(b))),
+            Ok(Prefix::Complete(chunks)) if chunks.is_empty() => Ok(ForwardBody::Empty),
+            // The rules read the body as one buffer; otherwise the pieces
+            // go upstream as they came, without a copy.
+            Ok(Prefix::Complete(chunks)) if snap.rules.is_some() || chunks.len() == 1 => {
+                Ok(ForwardBody::Full(Some(crate::body::concat(chunks))))
+            }
+            Ok(Prefix::Complete(chunks)) => Ok(ForwardBody::Pieces(chunks)),
             Ok(Prefix::Partial { chunks, rest }) => Ok(ForwardBody::Stream {
                 chunks,
                 rest: Box::new(rest),
@@ -737,20 +742,22 @@ impl Gateway {
     ) -> Result<(), Reject> {
         let t0 = Instant::now();
         let l = &snap.cfg.limits;
+        let whole = |b: Bytes| {
+            let over = b.len() > l.inspect_body_bytes;
+            (
+                if over {
+                    b.slice(..l.inspect_body_bytes)
+                } else {
+                    b
+                },
+                over,
+            )
+        };
         let (bytes, truncated) = match body {
             ForwardBody::Empty => (Bytes::new(), false),
-            ForwardBody::Full(b) => {
-                let b = b.clone().unwrap_or_default();
-                let over = b.len() > l.inspect_body_bytes;
-                (
-                    if over {
-                        b.slice(..l.inspect_body_bytes)
-                    } else {
-                        b
-                    },
-                    over,
-                )
-            }
+            ForwardBody::Full(b) => whole(b.clone().unwrap_or_default()),
+            // Not made when rules are on (see `read_body`); joined if it is.
+            ForwardBody::Pieces(chunks) => whole(crate::body::concat(chunks.clone())),
             ForwardBody::Stream { chunks, .. } => {
                 let mut b = bytes::BytesMut::with_capacity(l.inspect_body_bytes);
                 for c in chunks {

@@ -198,6 +198,10 @@ fn chunked_body_with_every_byte_value_is_forwarded_exactly() {
     let body = all_bytes(256 * 4);
     let seen = post_chunked(&body, 100);
     assert!(seen.body == body, "upstream body differs");
+    // Read whole in eleven pieces and sent on as they came: still framed by
+    // its length.
+    assert_eq!(seen.header("content-length").as_deref(), Some("1024"));
+    assert_eq!(seen.header("transfer-encoding"), None);
 }
 
 #[test]
