@@ -269,9 +269,11 @@ pub mod class {
     /// `\t \n \v \f \r`.
     pub const CTRL_WS: u32 = 1 << 6;
     pub const NUL: u32 = 1 << 7;
-    /// `/ - # *` (comment markers).
+    /// A comment marker: `#`, `--`, `//` or `/*`.
     pub const COMMENT: u32 = 1 << 8;
+    /// `//` (a path's empty segment).
     pub const SLASH: u32 = 1 << 9;
+    /// A dot segment may start: `.` first, or after `/` or `\`.
     pub const DOT: u32 = 1 << 10;
     /// What `cmdline` deletes or rewrites besides case and whitespace:
     /// `" ' ^ , ; $` and backtick.
@@ -354,7 +356,33 @@ pub fn classes(v: &[u8]) -> Classes {
     if edge(v[0]) || edge(v[v.len() - 1]) {
         c |= EDGE_WS;
     }
+    if c & MARKS != 0 {
+        c = (c & !MARKS) | marks(v);
+    }
     c
+}
+
+/// The table's bits for `/ - * # .`, common in clean values (paths, dates,
+/// ids), and refined by [`marks`].
+const MARKS: u32 = class::COMMENT | class::SLASH | class::DOT;
+
+/// What of [`MARKS`] can change a value: a comment (`#`, `--`, `//`, `/*`),
+/// an empty path segment (`//`), a dot segment (`.` first, or after `/` or
+/// `\`).
+fn marks(v: &[u8]) -> Classes {
+    use class::*;
+    let mut m = if v.first() == Some(&b'.') { DOT } else { 0 };
+    let mut prev = 0u8;
+    for &b in v {
+        m |= match (prev, b) {
+            (_, b'#') | (b'-', b'-') | (b'/', b'*') => COMMENT,
+            (b'/', b'/') => COMMENT | SLASH,
+            (b'/' | b'\\', b'.') => DOT,
+            _ => 0,
+        };
+        prev = b;
+    }
+    m
 }
 
 impl fmt::Display for Transform {
