@@ -147,10 +147,11 @@ struct Db {
 }
 
 /// What a batch match of a pattern is checked against before its value is
-/// scanned alone: a batch match can span the separator (the
-/// header-injection pattern `[\r\n][\t ]*token:` matches
-/// `127.0.0.1:18502` after the newline that joins it to the value before),
-/// and a shared database serves several kinds of field.
+/// scanned alone: a batch match can span the separator (with a newline
+/// separator, the header-injection pattern `[\r\n][\t ]*token:` matched
+/// `127.0.0.1:18502` after the newline that joined it to the value before;
+/// any pattern whose classes take `0xFF` still can), and a shared database
+/// serves several kinds of field.
 struct PatternFilter {
     /// Kinds its rule looks at.
     kinds: u32,
@@ -2530,8 +2531,8 @@ rules:
                 .collect()
         };
         // The batch filter of the header-injection rule: an address with a
-        // port, which its pattern matches across the separator, is not
-        // scanned again; a line break before a header line is.
+        // port, which its pattern matched across a newline separator, is
+        // not scanned again; a line break before a header line is.
         let ri = set.rules.iter().position(|r| r.id == 921120).expect("rule");
         let (db, id) = set
             .dbs
