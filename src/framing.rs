@@ -298,7 +298,7 @@ impl Tracker {
                     State::Trailer
                 }
             }
-            State::EndLf => (b == b'\n').then(|| State::Head)?,
+            State::EndLf => (b == b'\n').then_some(State::Head)?,
             _ => return None,
         })
     }
@@ -481,6 +481,27 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     }
 }
 
+/// Fuzzing and corpus-replay entry point: feeds `data` whole and split at a
+/// data-derived point, and panics if the two verdict sequences differ.
+pub fn check_split_consistency(data: &[u8]) {
+    let run = |parts: &[&[u8]]| {
+        let shared = ConnShared::new();
+        let mut t = Tracker::new(shared.clone(), 16 * 1024);
+        for p in parts {
+            t.feed(p);
+        }
+        let mut v = Vec::new();
+        while let Some(x) = shared.next_verdict() {
+            v.push(x);
+        }
+        v
+    };
+    let whole = run(&[data]);
+    let cut = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
+    let split = run(&[&data[..cut], &data[cut..]]);
+    assert_eq!(whole, split, "split feeding disagrees with whole feeding");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,25 +596,4 @@ mod tests {
         let v = run(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]);
         assert!(v.is_empty());
     }
-}
-
-/// Fuzzing and corpus-replay entry point: feeds `data` whole and split at a
-/// data-derived point, and panics if the two verdict sequences differ.
-pub fn check_split_consistency(data: &[u8]) {
-    let run = |parts: &[&[u8]]| {
-        let shared = ConnShared::new();
-        let mut t = Tracker::new(shared.clone(), 16 * 1024);
-        for p in parts {
-            t.feed(p);
-        }
-        let mut v = Vec::new();
-        while let Some(x) = shared.next_verdict() {
-            v.push(x);
-        }
-        v
-    };
-    let whole = run(&[data]);
-    let cut = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
-    let split = run(&[&data[..cut], &data[cut..]]);
-    assert_eq!(whole, split, "split feeding disagrees with whole feeding");
 }

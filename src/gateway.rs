@@ -1405,6 +1405,47 @@ fn inspectable_response(headers: &http::HeaderMap) -> bool {
     identity && textual
 }
 
+/// Reads up to `cap` bytes of an upstream response body within `timeout`:
+/// the frames read (to be sent first), the rest of the body (`None` when it
+/// ended), and the data read, joined.
+async fn read_response_prefix(
+    mut body: Incoming,
+    cap: usize,
+    timeout: Duration,
+) -> Result<
+    (
+        std::collections::VecDeque<Frame<Bytes>>,
+        Option<Incoming>,
+        Bytes,
+    ),
+    Reject,
+> {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut frames = std::collections::VecDeque::new();
+    let mut data = bytes::BytesMut::new();
+    loop {
+        if data.len() >= cap {
+            return Ok((frames, Some(body), data.freeze()));
+        }
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(Reject::UpstreamTimeout),
+            Ok(None) => return Ok((frames, None, data.freeze())),
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "upstream response body failed while inspecting");
+                return Err(Reject::BadGateway("upstream_error"));
+            }
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    let room = cap.saturating_sub(data.len());
+                    data.extend_from_slice(&d[..d.len().min(room)]);
+                }
+                frames.push_back(f);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1444,46 +1485,5 @@ mod tests {
             Some("text/html"),
             Some("gzip")
         )));
-    }
-}
-
-/// Reads up to `cap` bytes of an upstream response body within `timeout`:
-/// the frames read (to be sent first), the rest of the body (`None` when it
-/// ended), and the data read, joined.
-async fn read_response_prefix(
-    mut body: Incoming,
-    cap: usize,
-    timeout: Duration,
-) -> Result<
-    (
-        std::collections::VecDeque<Frame<Bytes>>,
-        Option<Incoming>,
-        Bytes,
-    ),
-    Reject,
-> {
-    use http_body_util::BodyExt;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut frames = std::collections::VecDeque::new();
-    let mut data = bytes::BytesMut::new();
-    loop {
-        if data.len() >= cap {
-            return Ok((frames, Some(body), data.freeze()));
-        }
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(Reject::UpstreamTimeout),
-            Ok(None) => return Ok((frames, None, data.freeze())),
-            Ok(Some(Err(e))) => {
-                tracing::warn!(error = %e, "upstream response body failed while inspecting");
-                return Err(Reject::BadGateway("upstream_error"));
-            }
-            Ok(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    let room = cap.saturating_sub(data.len());
-                    data.extend_from_slice(&d[..d.len().min(room)]);
-                }
-                frames.push_back(f);
-            }
-        }
     }
 }

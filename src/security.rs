@@ -223,63 +223,6 @@ pub fn resource_of(path: &str) -> (Option<String>, Option<String>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b(cidr: &str, expires: Option<u64>) -> BlockedIp {
-        BlockedIp {
-            cidr: cidr.into(),
-            reason: "test".into(),
-            source: "admin".into(),
-            created_us: 0,
-            expires_us: expires,
-        }
-    }
-
-    #[test]
-    fn blocklist_matches_hosts_networks_and_expiry() {
-        let l = Blocklist::new(vec![b("203.0.113.7/32", None), b("10.1.0.0/16", Some(100))]);
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(l.check(ip("203.0.113.7"), 50).is_some());
-        assert!(l.check(ip("::ffff:203.0.113.7"), 50).is_some(), "mapped v4");
-        assert!(l.check(ip("203.0.113.8"), 50).is_none());
-        assert!(l.check(ip("10.1.2.3"), 50).is_some());
-        assert!(l.check(ip("10.1.2.3"), 100).is_none(), "expired");
-        assert_eq!(l.sweep(100), vec!["10.1.0.0/16".to_string()]);
-        assert!(l.remove("203.0.113.7/32"));
-        assert!(l.check(ip("203.0.113.7"), 50).is_none());
-        assert_eq!(canonical_cidr("10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
-        assert_eq!(
-            canonical_cidr("::ffff:1.2.3.4").as_deref(),
-            Some("1.2.3.4/32")
-        );
-        assert_eq!(canonical_cidr("nope"), None);
-    }
-
-    #[test]
-    fn globs_and_resources() {
-        assert!(glob(b"/api/admin/*", b"/api/admin/users"));
-        assert!(!glob(b"/api/admin/*", b"/api/admin/users/7"));
-        assert!(glob(b"/api/admin/**", b"/api/admin/users/7"));
-        assert!(glob(b"/api/*/orders", b"/api/v2/orders"));
-        assert!(!glob(b"/api/admin/*", b"/api/adminx"));
-        assert_eq!(
-            resource_of("/api/admin/users/42"),
-            (Some("users".into()), Some("42".into()))
-        );
-        assert_eq!(
-            resource_of("/api/admin/users"),
-            (Some("users".into()), None)
-        );
-        assert_eq!(outcome(204), "success");
-        assert_eq!(outcome(403), "denied");
-        assert_eq!(outcome(500), "failure");
-        assert_eq!(event_kind("sqli"), "sql_injection_attempt");
-        assert_eq!(event_kind("xss"), "xss_attempt");
-    }
-}
-
 /// Incident correlation, auto-blocking and notification, run by the store
 /// writer on every stored event.
 pub struct IncidentObserver {
@@ -370,5 +313,62 @@ impl crate::store::writer::Observer for IncidentObserver {
         for cidr in self.blocklist.sweep(now_us) {
             ops.extend(crate::store::writer::unblock_ops(&cidr));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(cidr: &str, expires: Option<u64>) -> BlockedIp {
+        BlockedIp {
+            cidr: cidr.into(),
+            reason: "test".into(),
+            source: "admin".into(),
+            created_us: 0,
+            expires_us: expires,
+        }
+    }
+
+    #[test]
+    fn blocklist_matches_hosts_networks_and_expiry() {
+        let l = Blocklist::new(vec![b("203.0.113.7/32", None), b("10.1.0.0/16", Some(100))]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.check(ip("203.0.113.7"), 50).is_some());
+        assert!(l.check(ip("::ffff:203.0.113.7"), 50).is_some(), "mapped v4");
+        assert!(l.check(ip("203.0.113.8"), 50).is_none());
+        assert!(l.check(ip("10.1.2.3"), 50).is_some());
+        assert!(l.check(ip("10.1.2.3"), 100).is_none(), "expired");
+        assert_eq!(l.sweep(100), vec!["10.1.0.0/16".to_string()]);
+        assert!(l.remove("203.0.113.7/32"));
+        assert!(l.check(ip("203.0.113.7"), 50).is_none());
+        assert_eq!(canonical_cidr("10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(
+            canonical_cidr("::ffff:1.2.3.4").as_deref(),
+            Some("1.2.3.4/32")
+        );
+        assert_eq!(canonical_cidr("nope"), None);
+    }
+
+    #[test]
+    fn globs_and_resources() {
+        assert!(glob(b"/api/admin/*", b"/api/admin/users"));
+        assert!(!glob(b"/api/admin/*", b"/api/admin/users/7"));
+        assert!(glob(b"/api/admin/**", b"/api/admin/users/7"));
+        assert!(glob(b"/api/*/orders", b"/api/v2/orders"));
+        assert!(!glob(b"/api/admin/*", b"/api/adminx"));
+        assert_eq!(
+            resource_of("/api/admin/users/42"),
+            (Some("users".into()), Some("42".into()))
+        );
+        assert_eq!(
+            resource_of("/api/admin/users"),
+            (Some("users".into()), None)
+        );
+        assert_eq!(outcome(204), "success");
+        assert_eq!(outcome(403), "denied");
+        assert_eq!(outcome(500), "failure");
+        assert_eq!(event_kind("sqli"), "sql_injection_attempt");
+        assert_eq!(event_kind("xss"), "xss_attempt");
     }
 }

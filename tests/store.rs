@@ -897,9 +897,7 @@ fn retention_sweeps_old_records_and_the_chain_still_verifies() {
     }
     let cfg = config(
         up.addr,
-        &format!(
-            "store: {{path: data, sync: strict}}\naudit:\n  retention_days: 30\n  checkpoint_every: 5\n  policies:\n    - match: {{method: DELETE, path: \"/api/admin/**\"}}\n      category: admin_action\n"
-        ),
+        "store: {path: data, sync: strict}\naudit:\n  retention_days: 30\n  checkpoint_every: 5\n  policies:\n    - match: {method: DELETE, path: \"/api/admin/**\"}\n      category: admin_action\n",
         "admin",
     );
     let gw = Gateway::start_in(dir, &cfg);

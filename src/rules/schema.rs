@@ -673,8 +673,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
 
 fn one_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()

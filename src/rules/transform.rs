@@ -2526,7 +2526,7 @@ mod tests {
 
     #[test]
     fn widened_sets_never_hide_an_output_byte() {
-        let mut rng = XorShift(0x0DDB_A11_C0FF_EE);
+        let mut rng = XorShift(0xDDBA_11C0_FFEE);
         // Small sets: the single bytes guards use most, and random ones.
         let mut sets: Vec<[bool; 256]> = b" </(:'\"aAkKi;-"
             .iter()
