@@ -1264,11 +1264,25 @@ impl RuleSet {
                             candidate[k] = db.could_match(id, &entry.value, entry.kinds);
                         }
                     }
+                    // The patterns left out of the batch are checked on
+                    // each value the batch cleared, and what they match is
+                    // taken as is: no per-value scan for it.
                     if db.matcher.has_unbatched() {
                         for (k, &e) in members.iter().enumerate() {
-                            if !candidate[k] && db.matcher.unbatched_match(&cache.entries[e].value)
-                            {
-                                candidate[k] = true;
+                            if candidate[k] {
+                                continue;
+                            }
+                            let entry = &mut cache.entries[e];
+                            let before = entry.matched.len();
+                            let matched = &mut entry.matched;
+                            db.matcher.unbatched_matches(&entry.value, |id| {
+                                if let Some(&ri) = db.pattern_rule.get(id as usize) {
+                                    matched.push(ri);
+                                }
+                            });
+                            if matched.len() > before {
+                                matched.sort_unstable();
+                                matched.dedup();
                             }
                         }
                     }
@@ -2279,6 +2293,64 @@ rules:
                     }
                 }
             }
+        }
+    }
+
+    /// A pattern left out of the batch (it matches the separator alone) is
+    /// checked on each value the batch cleared and its hit taken without a
+    /// per-value scan: the hits are those of the pure backend, which scans
+    /// every value alone.
+    #[test]
+    fn unbatched_patterns_hit_without_a_rescan() {
+        const PACK: &str = r#"pack: t
+rules:
+  - id: 310
+    name: odd byte
+    severity: critical
+    targets: [args]
+    match: {regex: "[^a-z0-9 ]"}
+  - id: 311
+    name: separator or word
+    severity: critical
+    targets: [args]
+    match: {regex: "[^a-z0-9 :]|zz"}
+  - id: 312
+    name: batched
+    severity: critical
+    targets: [args]
+    match: {regex: "evil"}
+"#;
+        let list = [
+            (TargetKind::ArgsGet, "a", "plain words"),
+            (TargetKind::ArgsGet, "b", "host:8080"),
+            (TargetKind::ArgsGet, "c", "buzz zz"),
+            (TargetKind::ArgsGet, "d", "evil one"),
+            (TargetKind::ArgsGet, "e", "more words"),
+        ];
+        let mut results = Vec::new();
+        for (backend, settings) in every_backend() {
+            let rs = set(PACK, &settings);
+            if backend == Backend::Hyperscan {
+                let db = rs.dbs.iter().flatten().next().expect("a database");
+                assert!(
+                    db.matcher.has_unbatched(),
+                    "the test needs unbatched patterns"
+                );
+            }
+            let ev = rs.evaluate(
+                &fields(&list),
+                &RequestFacts::default(),
+                &mut EngineScratch::default(),
+            );
+            results.push((backend, hit_ids(&ev)));
+        }
+        let want = vec![
+            (310, "args_get:b".to_string()),
+            (311, "args_get:c".to_string()),
+            (312, "args_get:d".to_string()),
+        ];
+        for (backend, got) in results {
+            assert_eq!(got, want, "[{backend}]");
         }
     }
 

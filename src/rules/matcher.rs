@@ -259,12 +259,12 @@ pub struct MatcherSet {
 }
 
 /// The patterns a batch leaves out, as checked on one value: those that
-/// match exactly one byte of a class (the usual case, `[\r\n]`) as one
-/// byte table, the others with their confirm regex.
+/// match exactly one byte of a class (the usual case, a negated class) by
+/// a byte table each, the others with their confirm regex. Positions.
 #[cfg(feature = "hyperscan")]
 #[derive(Default)]
 struct Unbatched {
-    bytes: Option<Box<[bool; 256]>>,
+    bytes: Box<[(u32, Box<[bool; 256]>)]>,
     regexes: Box<[u32]>,
 }
 
@@ -506,24 +506,21 @@ pub fn compile_cached(
         .collect();
     #[cfg(feature = "hyperscan")]
     let unbatched = {
-        let mut u = Unbatched::default();
+        let mut bytes = Vec::new();
         let mut regexes = Vec::new();
         for &pos in &unbatched_pos {
             match prepared
                 .get(pos as usize)
                 .and_then(|p| single_byte_class(&p.canonical))
             {
-                Some(set) => {
-                    let table = u.bytes.get_or_insert_with(|| Box::new([false; 256]));
-                    for (t, s) in table.iter_mut().zip(set) {
-                        *t |= s;
-                    }
-                }
+                Some(set) => bytes.push((pos, Box::new(set))),
                 None => regexes.push(pos),
             }
         }
-        u.regexes = regexes.into();
-        u
+        Unbatched {
+            bytes: bytes.into(),
+            regexes: regexes.into(),
+        }
     };
     // With a second core, the batch database compiles on a second thread,
     // beside the exact one (each is a whole Hyperscan compile; on one core
@@ -802,7 +799,7 @@ impl MatcherSet {
         #[cfg(feature = "hyperscan")]
         {
             self.batch.is_some()
-                && (self.unbatched.bytes.is_some() || !self.unbatched.regexes.is_empty())
+                && (!self.unbatched.bytes.is_empty() || !self.unbatched.regexes.is_empty())
         }
         #[cfg(not(feature = "hyperscan"))]
         {
@@ -811,28 +808,48 @@ impl MatcherSet {
     }
 
     /// Whether a pattern left out of the batch database (one that matches
-    /// the separator on its own) matches `value`. A caller of
-    /// [`batch_scan`](MatcherSet::batch_scan) asks this of every value the
-    /// batch reported no end in; always `false` without batching.
+    /// the separator on its own) matches `value`; always `false` without
+    /// batching.
     pub fn unbatched_match(&self, value: &[u8]) -> bool {
+        let mut any = false;
+        self.unbatched_matches(value, |_| any = true);
+        any
+    }
+
+    /// Calls `on_match` with the id of each pattern left out of the batch
+    /// database (one that matches the separator on its own) that matches
+    /// `value`: exactly what [`scan`](MatcherSet::scan) reports for those
+    /// patterns. A caller of [`batch_scan`](MatcherSet::batch_scan) asks
+    /// this of every value the batch reported no end in, and needs no
+    /// per-value scan for it; nothing without batching.
+    pub fn unbatched_matches(&self, value: &[u8], mut on_match: impl FnMut(u32)) {
         #[cfg(feature = "hyperscan")]
         {
+            if self.batch.is_none() {
+                return;
+            }
             let u = &self.unbatched;
-            self.batch.is_some()
-                && (u
-                    .bytes
-                    .as_ref()
-                    .is_some_and(|t| value.iter().any(|&b| t[usize::from(b)]))
-                    || u.regexes.iter().any(|&pos| {
-                        self.confirm
-                            .get(pos as usize)
-                            .is_some_and(|re| re.is_match(value))
-                    }))
+            for (pos, table) in u.bytes.iter() {
+                if value.iter().any(|&b| table[usize::from(b)])
+                    && let Some(&id) = self.ids.get(*pos as usize)
+                {
+                    on_match(id);
+                }
+            }
+            for &pos in u.regexes.iter() {
+                if self
+                    .confirm
+                    .get(pos as usize)
+                    .is_some_and(|re| re.is_match(value))
+                    && let Some(&id) = self.ids.get(pos as usize)
+                {
+                    on_match(id);
+                }
+            }
         }
         #[cfg(not(feature = "hyperscan"))]
         {
-            let _ = value;
-            false
+            let _ = (value, &mut on_match);
         }
     }
 
@@ -1925,6 +1942,22 @@ mod tests {
         assert!(set.unbatched_match(b"a\rb"));
         assert!(set.unbatched_match(b"\xff"));
         assert!(!set.unbatched_match(b"foo"));
+        // Which of them match, by id, as a scan reports them.
+        let two = compile(
+            &specs(&[R(4, r"[^a-z0-9]"), R(5, r"(?-u:\xFF)|zz"), R(6, r"foo")]),
+            Backend::Hyperscan,
+        )
+        .expect("compile");
+        for (value, want) in [
+            (&b"a:b"[..], &[4u32][..]),
+            (b"zz", &[5]),
+            (b"a\xffb", &[4, 5]),
+            (b"foo", &[]),
+        ] {
+            let mut got = Vec::new();
+            two.unbatched_matches(value, |id| got.push(id));
+            assert_eq!(got, want, "{value:?}");
+        }
         let mut alone = Vec::new();
         set.scan(&mut scratch, b"a\rb", |id| alone.push(id))
             .expect("scan");
