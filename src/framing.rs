@@ -484,22 +484,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
 /// Fuzzing and corpus-replay entry point: feeds `data` whole and split at a
 /// data-derived point, and panics if the two verdict sequences differ.
 pub fn check_split_consistency(data: &[u8]) {
-    let run = |parts: &[&[u8]]| {
-        let shared = ConnShared::new();
-        let mut t = Tracker::new(shared.clone(), 16 * 1024);
-        for p in parts {
-            t.feed(p);
-        }
-        let mut v = Vec::new();
-        while let Some(x) = shared.next_verdict() {
-            v.push(x);
-        }
-        v
-    };
-    let whole = run(&[data]);
+    let whole = verdicts_of(&[data]);
     let cut = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
-    let split = run(&[&data[..cut], &data[cut..]]);
+    let split = verdicts_of(&[&data[..cut], &data[cut..]]);
     assert_eq!(whole, split, "split feeding disagrees with whole feeding");
+}
+
+/// The verdicts a fresh tracker (16 KiB head limit) queues when fed
+/// `parts` in order, as successive reads.
+fn verdicts_of(parts: &[&[u8]]) -> Vec<HeadVerdict> {
+    let shared = ConnShared::new();
+    let mut t = Tracker::new(shared.clone(), 16 * 1024);
+    for p in parts {
+        t.feed(p);
+    }
+    let mut v = Vec::new();
+    while let Some(x) = shared.next_verdict() {
+        v.push(x);
+    }
+    v
 }
 
 #[cfg(test)]
@@ -507,16 +510,7 @@ mod tests {
     use super::*;
 
     fn run(chunks: &[&[u8]]) -> Vec<HeadVerdict> {
-        let shared = ConnShared::new();
-        let mut t = Tracker::new(shared.clone(), 16 * 1024);
-        for c in chunks {
-            t.feed(c);
-        }
-        let mut out = Vec::new();
-        while let Some(v) = shared.next_verdict() {
-            out.push(v);
-        }
-        out
+        verdicts_of(chunks)
     }
 
     #[test]
