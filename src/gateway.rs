@@ -719,7 +719,7 @@ impl Gateway {
             Ok(Prefix::Complete(chunks)) if chunks.is_empty() => Ok(ForwardBody::Empty),
             // The rules read the body as one buffer; otherwise the pieces
             // go upstream as they came, without a copy.
-            Ok(Prefix::Complete(chunks)) if snap.rules.is_some() || chunks.len() == 1 => {
+            Ok(Prefix::Complete(chunks)) if snap.rules.is_some() => {
                 Ok(ForwardBody::Full(Some(crate::body::concat(chunks))))
             }
             Ok(Prefix::Complete(chunks)) => Ok(ForwardBody::Pieces(chunks)),

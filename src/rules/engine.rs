@@ -2281,7 +2281,7 @@ rules:
                 ],
                 "[{backend}]"
             );
-            if backend == Backend::Hyperscan {
+            if backend != Backend::Pure {
                 let args_only = rs.rules.iter().position(|r| r.id == 301).expect("rule");
                 let uri_dbs = rs.plans[TargetKind::Uri as usize].dbs;
                 for (d, db) in rs.dbs.iter().enumerate() {
@@ -2330,7 +2330,7 @@ rules:
         let mut results = Vec::new();
         for (backend, settings) in every_backend() {
             let rs = set(PACK, &settings);
-            if backend == Backend::Hyperscan {
+            if backend != Backend::Pure {
                 let db = rs.dbs.iter().flatten().next().expect("a database");
                 assert!(
                     db.matcher.has_unbatched(),

@@ -252,17 +252,17 @@ pub struct MatcherSet {
     #[cfg(feature = "hyperscan")]
     batch: Option<hyperscan::BlockDatabase>,
     /// The patterns left out of `batch` because they match the separator on
-    /// its own (`[\r\n]`): in a batch they would report an end at every
-    /// value. [`MatcherSet::unbatched_match`] checks them value by value.
+    /// its own (a negated class): in a batch they would report an end at
+    /// every value. [`MatcherSet::unbatched_matches`] checks them value by
+    /// value.
     #[cfg(feature = "hyperscan")]
     unbatched: Unbatched,
 }
 
 /// The patterns a batch leaves out, as checked on one value: those that
 /// match exactly one byte of a class (the usual case, a negated class) by
-/// a byte table each, the others with their confirm regex. Positions.
+/// a byte table each, the others with their confirm regex; by position.
 #[cfg(feature = "hyperscan")]
-#[derive(Default)]
 struct Unbatched {
     bytes: Box<[(u32, Box<[bool; 256]>)]>,
     regexes: Box<[u32]>,
@@ -793,7 +793,7 @@ impl MatcherSet {
     }
 
     /// Whether the batch database leaves any pattern out (see
-    /// [`unbatched_match`](MatcherSet::unbatched_match)); `false` without
+    /// [`unbatched_matches`](MatcherSet::unbatched_matches)); `false` without
     /// batching.
     pub fn has_unbatched(&self) -> bool {
         #[cfg(feature = "hyperscan")]
@@ -810,7 +810,8 @@ impl MatcherSet {
     /// Whether a pattern left out of the batch database (one that matches
     /// the separator on its own) matches `value`; always `false` without
     /// batching.
-    pub fn unbatched_match(&self, value: &[u8]) -> bool {
+    #[cfg(all(test, feature = "hyperscan"))]
+    fn unbatched_match(&self, value: &[u8]) -> bool {
         let mut any = false;
         self.unbatched_matches(value, |_| any = true);
         any
@@ -860,9 +861,10 @@ impl MatcherSet {
     /// value's own matches (what [`scan`](MatcherSet::scan) reports for it)
     /// end inside it or on the separator after it, except those of the
     /// patterns that match the separator alone, which are not in the batch
-    /// (ask [`unbatched_match`](MatcherSet::unbatched_match)); other reported ends can
-    /// come from matches spanning separators or seeing a `0xFF` inside a value
-    /// as a separator, so a caller confirms with `scan` on the values where
+    /// (ask [`unbatched_matches`](MatcherSet::unbatched_matches)); other
+    /// reported ends can come from matches spanning separators, or seeing a
+    /// `0xFF` inside a value as a separator or a `\n` as a line start, so a
+    /// caller confirms with `scan` on the values where
     /// matches end. One call costs about what one per-value scan costs, so
     /// clean values are no longer paid per value.
     ///
