@@ -350,6 +350,139 @@ pub struct EngineScratch {
     /// A request's working lists, kept (empty) between requests so that
     /// a request does not allocate them again.
     bufs: Buffers,
+    /// What earlier requests' recurring values were found to match.
+    memo: Memo,
+}
+
+/// Scan and detector results of short values that recur across requests
+/// by nature (the method, the path, header names and values, argument and
+/// cookie names), kept per thread: a site's `Host` or a browser's
+/// `User-Agent` is scanned once, not on every request. Argument and cookie
+/// values, query strings and bodies are not kept; they are scanned every
+/// time. What a value matches is a function of its bytes, the databases
+/// it is scanned with and the kinds of field it came in (the batch filter
+/// looks at them), so a slot answers only for the same three; the memo is
+/// emptied when the rule set changes. A value is admitted on its second
+/// sighting (a one-off value does not evict a recurring one), and slots are
+/// direct-mapped by the thread's keyed hash (crafted values cannot aim at
+/// a slot), so a lookup or a miss costs a compare.
+#[derive(Default)]
+struct Memo {
+    slots: Vec<MemoSlot>,
+    /// Hashes of values seen once (by `MEMO_SEEN` slot).
+    seen: Vec<u64>,
+    /// Entries served from the memo (tests look at it).
+    hits: u64,
+}
+
+#[derive(Default)]
+struct MemoSlot {
+    used: bool,
+    hash: u64,
+    needs: u64,
+    kinds: u32,
+    value: Vec<u8>,
+    matched: Vec<usize>,
+    natives_run: u8,
+    natives_found: Vec<(Native, Detection)>,
+}
+
+const MEMO_SLOTS: usize = 1024;
+const MEMO_SEEN: usize = 4096;
+/// Longer values are not kept (a `User-Agent` or `Accept` fits).
+const MEMO_MAX_VALUE: usize = 256;
+/// Kinds of field whose values recur across requests.
+const MEMO_KINDS: u32 = {
+    use TargetKind::*;
+    let kinds = [
+        Path,
+        Uri,
+        Method,
+        Headers,
+        HeaderNames,
+        CookieNames,
+        ArgsNames,
+        ResponseStatus,
+        ResponseHeaders,
+    ];
+    let mut m = 0u32;
+    let mut i = 0;
+    while i < kinds.len() {
+        m |= 1 << kinds[i] as usize;
+        i += 1;
+    }
+    m
+};
+
+impl Memo {
+    /// Can `entry`'s results be kept? A URI is kept only without a query
+    /// string (then it is the path).
+    fn keeps(entry: &CachedValue<'_>) -> bool {
+        !entry.error
+            && entry.kinds & !MEMO_KINDS == 0
+            && entry.value.len() <= MEMO_MAX_VALUE
+            && (entry.kinds & 1 << TargetKind::Uri as usize == 0 || !entry.value.contains(&b'?'))
+    }
+
+    fn slot(&mut self, entry: &CachedValue<'_>) -> Option<&mut MemoSlot> {
+        let slot = self.slots.get_mut(entry.hash as usize % MEMO_SLOTS)?;
+        (slot.used
+            && slot.hash == entry.hash
+            && slot.needs == entry.needs
+            && slot.kinds == entry.kinds
+            && slot.value[..] == entry.value[..])
+            .then_some(slot)
+    }
+
+    /// Fills `entry` from its slot, if it has one.
+    fn recall(&mut self, entry: &mut CachedValue<'_>) -> bool {
+        let Some(slot) = self.slot(entry) else {
+            return false;
+        };
+        entry.matched.clone_from(&slot.matched);
+        entry.natives_run = slot.natives_run;
+        entry.natives_found.clone_from(&slot.natives_found);
+        entry.recalled = true;
+        self.hits += 1;
+        true
+    }
+
+    /// Keeps what was found in `entry` (see [`Memo`] for which values).
+    fn keep(&mut self, entry: &CachedValue<'_>) {
+        if self.slots.is_empty() {
+            self.slots.resize_with(MEMO_SLOTS, MemoSlot::default);
+            self.seen = vec![0; MEMO_SEEN];
+        }
+        if entry.recalled {
+            // Detectors run since it was kept are kept too.
+            if let Some(slot) = self.slot(entry)
+                && entry.natives_run & !slot.natives_run != 0
+            {
+                slot.natives_run = entry.natives_run;
+                slot.natives_found.clone_from(&entry.natives_found);
+            }
+            return;
+        }
+        let i = entry.hash as usize % MEMO_SLOTS;
+        let s = (entry.hash >> 32) as usize % MEMO_SEEN;
+        let (Some(seen), Some(slot)) = (self.seen.get_mut(s), self.slots.get_mut(i)) else {
+            return;
+        };
+        if *seen != entry.hash {
+            *seen = entry.hash;
+            return;
+        }
+        *seen = 0;
+        slot.used = true;
+        slot.hash = entry.hash;
+        slot.needs = entry.needs;
+        slot.kinds = entry.kinds;
+        slot.value.clear();
+        slot.value.extend_from_slice(&entry.value);
+        slot.matched.clone_from(&entry.matched);
+        slot.natives_run = entry.natives_run;
+        slot.natives_found.clone_from(&entry.natives_found);
+    }
 }
 
 /// See [`EngineScratch::bufs`]. The value cache's entries borrow the
@@ -458,6 +591,10 @@ struct ValueCache<'a> {
 
 struct CachedValue<'a> {
     value: Cow<'a, [u8]>,
+    /// `value_hash(value)`.
+    hash: u64,
+    /// Its results came from the memo (see [`Memo`]): not scanned again.
+    recalled: bool,
     /// The next entry with the same hash, or `NONE`.
     next: usize,
     /// Bit per database: scanned yet?
@@ -602,6 +739,8 @@ impl<'a> ValueCache<'a> {
         self.entries.push(CachedValue {
             classes: cls,
             value,
+            hash: key,
+            recalled: false,
             next: head,
             scanned: 0,
             needs: 0,
@@ -621,6 +760,11 @@ impl<'a> ValueCache<'a> {
 }
 
 impl EngineScratch {
+    /// Values whose results came from earlier requests (see [`Memo`]).
+    pub fn memo_hits(&self) -> u64 {
+        self.memo.hits
+    }
+
     /// Fits the scratch to `set` (once per thread per rule set).
     fn fit(&mut self, set: &RuleSet) {
         if self.uid != set.uid {
@@ -628,6 +772,7 @@ impl EngineScratch {
             self.scratch = set.dbs.iter().map(|_| Scratch::default()).collect();
             self.shapes.clear();
             self.shape_of.clear();
+            self.memo = Memo::default();
         }
     }
 }
@@ -1098,6 +1243,7 @@ impl RuleSet {
             shape_of,
             ends,
             joined,
+            memo,
             ..
         } = scratch;
         let wants = |ri: usize, f: &Field<'_>| {
@@ -1226,6 +1372,22 @@ impl RuleSet {
             span.raw = raw_entry;
             span.active = true;
             spans.push(span);
+        }
+        // Values an earlier request of this thread was scanned for are
+        // not scanned again.
+        if !memo.slots.is_empty() {
+            let mut recalled = false;
+            for entry in &mut cache.entries {
+                if Memo::keeps(entry) {
+                    recalled |= memo.recall(entry);
+                }
+            }
+            if recalled {
+                let entries = &cache.entries;
+                for list in &mut cache.members {
+                    list.retain(|&e| !entries[e].recalled);
+                }
+            }
         }
         // Pass 2: scan. Each value once per database it needs; with
         // Hyperscan, all the values a database needs in one call, and
@@ -1408,6 +1570,11 @@ impl RuleSet {
             }
         }
         drop(scored);
+        for entry in &cache.entries {
+            if Memo::keeps(entry) {
+                memo.keep(entry);
+            }
+        }
         fn keep<T>(v: Vec<T>) -> Vec<T> {
             if v.capacity() <= KEEP_BUFFER {
                 v
@@ -2398,6 +2565,133 @@ rules:
         let two = fields(&list);
         let ev = rs.evaluate(&two, &RequestFacts::default(), &mut sc);
         assert_eq!((ev.score, ev.verdict), (8, Verdict::Block));
+    }
+
+    /// Values that recur across requests (method, path, header names and
+    /// values, argument names) are scanned once per thread: from their
+    /// third sighting on (kept on the second) their results come from the
+    /// memo, and every request still gets the hits a fresh scratch gives.
+    #[test]
+    fn recurring_values_are_recalled_with_the_same_hits() {
+        let pack = r#"pack: t
+rules:
+  - id: 400
+    name: bad agent
+    severity: high
+    targets: [headers]
+    transforms: [lowercase]
+    match: {regex: "sqlmap/\\d"}
+  - id: 401
+    name: bad name
+    severity: high
+    targets: [args_names]
+    match: {contains: "evil"}
+  - id: 402
+    name: sqli
+    severity: critical
+    targets: [args, headers, args_names]
+    match: {sqli: true}
+  - id: 403
+    name: traversal in path
+    severity: critical
+    targets: [path]
+    match: {contains: "../"}
+"#;
+        for (backend, settings) in every_backend() {
+            let rs = set(pack, &settings);
+            let requests: [&[(TargetKind, &str, &str)]; 4] = [
+                &[
+                    (TargetKind::Method, "", "GET"),
+                    (TargetKind::Path, "", "/a/../etc"),
+                    (TargetKind::Uri, "", "/a/../etc"),
+                    (TargetKind::HeaderNames, "", "user-agent"),
+                    (TargetKind::Headers, "user-agent", "SQLMap/1.7"),
+                    (TargetKind::ArgsNames, "", "evil"),
+                    (TargetKind::ArgsGet, "evil", "1' or '1'='1"),
+                ],
+                &[
+                    (TargetKind::Method, "", "GET"),
+                    (TargetKind::Path, "", "/"),
+                    (TargetKind::Headers, "x-q", "1' or '1'='1"),
+                    (TargetKind::ArgsNames, "", "q"),
+                    (TargetKind::ArgsGet, "q", "evil"),
+                ],
+                // The same bytes in a kind of field they were not kept for.
+                &[
+                    (TargetKind::Headers, "x-n", "evil"),
+                    (TargetKind::ArgsNames, "", "SQLMap/1.7"),
+                    (TargetKind::ArgsNames, "", "1' or '1'='1"),
+                ],
+                &[(TargetKind::ArgsNames, "", "evil")],
+            ];
+            let mut sc = EngineScratch::default();
+            for round in 0..4 {
+                for (i, list) in requests.iter().enumerate() {
+                    let fs = fields(list);
+                    let fresh =
+                        rs.evaluate(&fs, &RequestFacts::default(), &mut EngineScratch::default());
+                    let before = sc.memo_hits();
+                    let ev = rs.evaluate(&fs, &RequestFacts::default(), &mut sc);
+                    assert_eq!(
+                        hit_ids(&ev),
+                        hit_ids(&fresh),
+                        "{backend} round {round} request {i}"
+                    );
+                    assert_eq!(ev.score, fresh.score);
+                    assert!(!ev.hits.is_empty(), "{backend} request {i}");
+                    if round >= 2 && i < 2 {
+                        assert!(
+                            sc.memo_hits() > before,
+                            "{backend} round {round} request {i}"
+                        );
+                    }
+                }
+            }
+            // Argument values are never kept.
+            let list = [(TargetKind::ArgsGet, "q", "value")];
+            let mut sc = EngineScratch::default();
+            for _ in 0..4 {
+                rs.evaluate(&fields(&list), &RequestFacts::default(), &mut sc);
+            }
+            assert_eq!(sc.memo_hits(), 0);
+        }
+    }
+
+    /// The memo belongs to one rule set: a new set scans again.
+    #[test]
+    fn a_new_rule_set_does_not_recall_the_old_one() {
+        let old = set(
+            r#"pack: t
+rules:
+  - id: 410
+    name: a
+    severity: critical
+    targets: [headers]
+    match: {contains: "abc"}
+"#,
+            &EngineSettings::default(),
+        );
+        let new = set(
+            r#"pack: t
+rules:
+  - id: 411
+    name: b
+    severity: critical
+    targets: [headers]
+    match: {contains: "xyz"}
+"#,
+            &EngineSettings::default(),
+        );
+        let list = [(TargetKind::Headers, "x", "abc")];
+        let fs = fields(&list);
+        let mut sc = EngineScratch::default();
+        for _ in 0..3 {
+            let ev = old.evaluate(&fs, &RequestFacts::default(), &mut sc);
+            assert_eq!(hit_ids(&ev), vec![(410, "headers:x".to_string())]);
+        }
+        assert!(sc.memo_hits() > 0);
+        let ev = new.evaluate(&fs, &RequestFacts::default(), &mut sc);
+        assert!(ev.hits.is_empty(), "{:?}", hit_ids(&ev));
     }
 
     /// A value that recurs in another field reuses the transforms the
