@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build
+# Hosts without Hyperscan build the pure-Rust matcher alone: it must keep
+# compiling, tests included (the default build never sees those cfg paths).
+cargo check --all-targets --no-default-features
 "${CARGO_TARGET_DIR:-target}/debug/portcullis" check -c config/portcullis.yaml
 # (thread count via the environment: criterion benches, run once as tests
 # here, do not take libtest flags)
