@@ -415,10 +415,12 @@ const MEMO_KINDS: u32 = {
 };
 
 impl Memo {
-    /// Can `entry`'s results be kept? A URI is kept only without a query
-    /// string (then it is the path).
+    /// Can `entry`'s results be kept? Only a value some field needed (a
+    /// transform's intermediate output is not one); a URI only without a
+    /// query string (then it is the path).
     fn keeps(entry: &CachedValue<'_>) -> bool {
         !entry.error
+            && entry.kinds != 0
             && entry.kinds & !MEMO_KINDS == 0
             && entry.value.len() <= MEMO_MAX_VALUE
             && (entry.kinds & 1 << TargetKind::Uri as usize == 0 || !entry.value.contains(&b'?'))
