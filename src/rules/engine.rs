@@ -123,6 +123,21 @@ enum Native {
     SqliPath,
 }
 
+impl Native {
+    /// Can the detector find anything in a value of classes `c`? `false`
+    /// when the value holds no byte of its pre-filter (see
+    /// `transform::class::XSS_BYTES`): the call is skipped, not its answer.
+    fn may_find(self, c: Classes) -> bool {
+        use crate::rules::transform::class::{CMDI_BYTES, PATH_BYTES, XSS_BYTES};
+        match self {
+            Native::Xss => c & XSS_BYTES != 0,
+            Native::Cmdi => c & CMDI_BYTES != 0,
+            Native::Path => c & PATH_BYTES != 0,
+            Native::Sqli | Native::SqliPath => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Check {
     Native(Native),
@@ -275,6 +290,8 @@ struct FieldSpan {
 
 /// The memo key of a field's shape (mixed: the map trusts its keys' bits).
 fn shape_key(kind: TargetKind, c: Classes) -> u64 {
+    // The detectors' bits do not change a shape.
+    let c = c & !crate::rules::transform::class::DETECTOR_BYTES;
     ((kind as u64) << 32 | u64::from(c)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -1550,7 +1567,11 @@ impl RuleSet {
                     Check::Native(n) => {
                         if entry.natives_run & 1 << *n as u8 == 0 {
                             entry.natives_run |= 1 << *n as u8;
-                            if let Some(d) = run_check(check, &entry.value) {
+                            if let Some(d) = n
+                                .may_find(entry.classes)
+                                .then(|| run_check(check, &entry.value))
+                                .flatten()
+                            {
                                 entry.natives_found.push((*n, d));
                             }
                         }

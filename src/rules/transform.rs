@@ -291,11 +291,19 @@ pub mod class {
     /// The first or the last byte is whitespace or non-ASCII (what `trim`
     /// can remove: ASCII whitespace, or a multi-byte Unicode space).
     pub const EDGE_WS: u32 = 1 << 17;
+    /// Not about transforms: a byte of a native detector's pre-filter
+    /// (`detect::xss::PREFILTER`, `cmdi`, `path`). Without it the detector
+    /// finds nothing, and the engine does not call it.
+    pub const XSS_BYTES: u32 = 1 << 18;
+    pub const CMDI_BYTES: u32 = 1 << 19;
+    pub const PATH_BYTES: u32 = 1 << 20;
+    /// The three above.
+    pub const DETECTOR_BYTES: u32 = XSS_BYTES | CMDI_BYTES | PATH_BYTES;
 }
 
-const CLASS_TABLE: [u16; 256] = {
+const CLASS_TABLE: [u32; 256] = {
     use class::*;
-    let mut t = [0u16; 256];
+    let mut t = [0u32; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
@@ -325,7 +333,16 @@ const CLASS_TABLE: [u16; 256] = {
             b'"' | b'\'' | b'^' | b',' | b';' | b'$' | b'`' => CMDLINE,
             _ => 0,
         };
-        t[i] = c as u16;
+        if crate::rules::detect::xss::PREFILTER[i] {
+            c |= XSS_BYTES;
+        }
+        if crate::rules::detect::cmdi::PREFILTER[i] {
+            c |= CMDI_BYTES;
+        }
+        if crate::rules::detect::path::PREFILTER[i] {
+            c |= PATH_BYTES;
+        }
+        t[i] = c;
         i += 1;
     }
     t
@@ -340,7 +357,7 @@ pub fn classes(v: &[u8]) -> Classes {
     let mut c: u32 = 0;
     let mut prev: u32 = 0;
     for &b in v {
-        let k = u32::from(CLASS_TABLE[usize::from(b)]);
+        let k = CLASS_TABLE[usize::from(b)];
         if prev & (SPACE | CTRL_WS) != 0 {
             if k & (SPACE | CTRL_WS) != 0 {
                 c |= WS_RUN;
@@ -352,7 +369,7 @@ pub fn classes(v: &[u8]) -> Classes {
         c |= k;
         prev = k;
     }
-    let edge = |b: u8| u32::from(CLASS_TABLE[usize::from(b)]) & (SPACE | CTRL_WS | NON_ASCII) != 0;
+    let edge = |b: u8| CLASS_TABLE[usize::from(b)] & (SPACE | CTRL_WS | NON_ASCII) != 0;
     if edge(v[0]) || edge(v[v.len() - 1]) {
         c |= EDGE_WS;
     }
@@ -2575,6 +2592,34 @@ mod tests {
             });
         }
         assert_eq!(widenable, 7);
+    }
+
+    /// A detector bit is set exactly when the value holds a byte of that
+    /// detector's pre-filter, and a value without one is one the detector
+    /// finds nothing in (so the engine may skip the call).
+    #[test]
+    fn detector_bits_follow_the_prefilters() {
+        use crate::rules::detect::{cmdi, path, xss};
+        let mut rng = XorShift(0x5851_F42D_4C95_7F2D);
+        let detectors: [(u32, &[bool; 256], fn(&[u8]) -> Option<_>); 3] = [
+            (class::XSS_BYTES, &xss::PREFILTER, xss::detect),
+            (class::CMDI_BYTES, &cmdi::PREFILTER, cmdi::detect),
+            (class::PATH_BYTES, &path::PREFILTER, path::detect),
+        ];
+        let pool: &[u8] = b"aZ0 -_.,;:/\\<>=(`'\"&|$%{}^\n\x00\xc0\xe2\xef\xffjavascript";
+        for _ in 0..20_000 {
+            let v: Vec<u8> = (0..rng.below(24))
+                .map(|_| pool[rng.below(pool.len())])
+                .collect();
+            let c = classes(&v);
+            for (bit, set, detect) in &detectors {
+                let has = v.iter().any(|&b| set[usize::from(b)]);
+                assert_eq!(c & bit != 0, has, "{v:?}");
+                if !has {
+                    assert!(detect(&v).is_none(), "{v:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -91,12 +91,14 @@ const MAX_LOOKAHEAD: usize = 256;
 /// Variables remembered from assignments in the input.
 const MAX_VARS: usize = 16;
 
+/// The bytes a break-out, an obfuscation, an absolute path or a
+/// redirection needs one of (the pre-filter for the common clean case; the
+/// engine skips [`detect`] on a value without one, see
+/// `transform::class::CMDI_BYTES`).
+pub(crate) const PREFILTER: [bool; 256] = super::byte_set(b";|&\n`$'\"\\{^/<>%");
+
 /// Decides whether `input` injects a command in one of the contexts listed
 /// in the module documentation.
-/// The bytes a break-out, an obfuscation, an absolute path or a
-/// redirection needs one of (the pre-filter for the common clean case).
-const PREFILTER: [bool; 256] = super::byte_set(b";|&\n`$'\"\\{^/<>%");
-
 pub fn detect(input: &[u8]) -> Option<Detection> {
     let s = &input[..input.len().min(MAX_SCAN)];
     // Pre-filter for the common clean case: a break-out, an obfuscation, an

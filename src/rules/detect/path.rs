@@ -181,14 +181,17 @@ fn may_name(prefix: &[u8]) -> bool {
     }
 }
 
+/// Pre-filter for the common clean case: every finding of [`detect`] needs a
+/// dot, a separator, a scheme colon or a NUL (or an encoded or wide form of
+/// one); the engine skips it on a value without one (see
+/// `transform::class::PATH_BYTES`).
+pub(crate) const PREFILTER: [bool; 256] =
+    super::byte_set(&[b'.', b'/', b'\\', b':', 0, b'%', 0xc0, 0xc1, 0xe2, 0xef]);
+
 /// Decides whether `input` is a traversal, a sensitive path, a NUL
 /// truncation or a wrapper, as described in the module documentation.
 pub fn detect(input: &[u8]) -> Option<Detection> {
     let raw = &input[..input.len().min(MAX_SCAN)];
-    // Pre-filter for the common clean case: every finding needs a dot, a
-    // separator, a scheme colon or a NUL (or an encoded or wide form of one).
-    const PREFILTER: [bool; 256] =
-        super::byte_set(&[b'.', b'/', b'\\', b':', 0, b'%', 0xc0, 0xc1, 0xe2, 0xef]);
     if !super::has_any(raw, &PREFILTER) {
         return None;
     }

@@ -63,13 +63,16 @@ const MAX_DEPTH: u8 = 1;
 /// How many `](` occurrences are checked as Markdown link targets.
 const MAX_MARKDOWN_LINKS: usize = 16;
 
+/// Pre-filter for the common clean case: every finding of [`detect`] needs a
+/// tag opener, an attribute `=`, a call `(` / template call, or a URL
+/// scheme (the engine skips it on a value without one, see
+/// `transform::class::XSS_BYTES`).
+pub(crate) const PREFILTER: [bool; 256] = super::byte_set(b"<=(`:");
+
 /// Decides whether `input` forms script-capable HTML or JS structure in one
 /// of the contexts listed in the module documentation.
 pub fn detect(input: &[u8]) -> Option<Detection> {
     let s = &input[..input.len().min(MAX_SCAN)];
-    // Pre-filter for the common clean case: every finding below needs a tag
-    // opener, an attribute `=`, a call `(` / template call, or a URL scheme.
-    const PREFILTER: [bool; 256] = super::byte_set(b"<=(`:");
     if !super::has_any(s, &PREFILTER) {
         return None;
     }
