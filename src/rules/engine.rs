@@ -616,8 +616,6 @@ struct CachedValue<'a> {
     recalled: bool,
     /// The next entry with the same hash, or `NONE`.
     next: usize,
-    /// Bit per database: scanned yet?
-    scanned: u64,
     /// Bit per database: to be scanned with it (a chain of a field that
     /// produced this value uses it).
     needs: u64,
@@ -761,7 +759,6 @@ impl<'a> ValueCache<'a> {
             hash: key,
             recalled: false,
             next: head,
-            scanned: 0,
             needs: 0,
             field: NONE,
             matched: Vec::new(),
@@ -860,8 +857,8 @@ impl RuleSet {
         // databases per kind set, so their patterns cost nothing on the
         // other fields. Pure backend: one database per chain, whose lazy
         // DFA thrashes on a union of every pattern (measured: 100x slower).
-        // At most 64 databases: a value records the ones it was scanned
-        // with in a u64.
+        // At most 64 databases: a value records the ones it needs in a
+        // u64 (`CachedValue::needs`, also a memo key).
         let kind_mask = |r: &Rule| {
             TargetKind::ALL
                 .iter()
@@ -1471,7 +1468,6 @@ impl RuleSet {
             }
             for (k, &e) in members.iter().enumerate() {
                 let entry = &mut cache.entries[e];
-                entry.scanned |= 1 << d;
                 if !candidate[k] {
                     continue;
                 }
