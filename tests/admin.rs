@@ -40,10 +40,23 @@ fn proxied_get(gw: &Gateway, path: &str) -> u16 {
     status_of(&raw).unwrap_or(0)
 }
 
-/// An address nothing listens on.
-fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// An address nothing listens on, held for as long as the guard lives: the
+/// socket is bound but never listens, so a connect is refused and no other
+/// test (or the gateway itself, binding port 0) can be handed the port. A
+/// listener dropped at once would free it for reuse by a concurrent test.
+struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    ClosedPort {
+        _socket: socket,
+        addr,
+    }
 }
 
 /// The config of a gateway with tokens, in front of `upstream`.
@@ -79,7 +92,8 @@ fn health_is_open_and_reports_a_reachable_upstream() {
 
 #[test]
 fn health_reports_an_unreachable_upstream_as_degraded() {
-    let gw = Gateway::with_upstream(closed_port(), "");
+    let closed = closed_port();
+    let gw = Gateway::with_upstream(closed.addr, "");
     let (status, _, body) = admin(gw.admin, "GET", "/api/v1/security/health", None);
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("health is JSON");
@@ -213,8 +227,9 @@ fn invalid_config_reload_is_rejected_with_located_errors_and_old_config_keeps_se
 
     // Line 5 has a bad duration, line 7 an unknown key; the upstream moves
     // to a dead port, which must not take effect.
+    let closed = closed_port();
     let broken = token_config(
-        closed_port(),
+        closed.addr,
         "  timeout: forever\nlimits:\n  max_hedaers: 10\n",
     );
     assert_eq!(broken.lines().nth(4), Some("  timeout: forever"));
