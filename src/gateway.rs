@@ -38,7 +38,7 @@ use crate::config::{Config, RouteConfig};
 use crate::framing::ConnShared;
 use crate::metrics::Metrics;
 use crate::request_id;
-use crate::request_view::{RequestView, ViewLimits};
+use crate::request_view::{ContentCoding, RequestView, ViewLimits};
 use crate::respond::{BlockInfo, Reject, reject_response, wants_html};
 use crate::rules::engine::{EngineScratch, Evaluation, RequestFacts, RuleSet, Verdict};
 use crate::rules::schema::Mode;
@@ -567,21 +567,14 @@ impl Gateway {
         body: Incoming,
         rec: &mut LogRecord,
     ) -> Result<Inner, Reject> {
-        use crate::rules::engine::Field;
-        use crate::rules::schema::TargetKind;
-        let wants_status = rules.looks_at(TargetKind::ResponseStatus);
-        let wants_headers = rules.looks_at(TargetKind::ResponseHeaders);
-        let wants_body = rules.looks_at(TargetKind::ResponseBody)
-            && rec.method != Method::HEAD
-            && !matches!(parts.status.as_u16(), 100..=199 | 204 | 304)
-            && inspectable_response(&parts.headers);
-        if !(wants_status || wants_headers || wants_body) {
+        let plan = ResponsePlan::of(rules, &rec.method, parts);
+        if !plan.any() {
             return Ok(Inner::Upstream(body));
         }
-        let (frames, rest, prefix) = if wants_body {
+        let (frames, rest, prefix) = if plan.body {
             read_response_prefix(
                 body,
-                snap.cfg.limits.inspect_body_bytes.min(RESPONSE_INSPECT_MAX),
+                response_inspect_bytes(&snap.cfg),
                 snap.cfg.upstream.timeout,
             )
             .await?
@@ -589,25 +582,23 @@ impl Gateway {
             (std::collections::VecDeque::new(), Some(body), Bytes::new())
         };
         let status = parts.status.as_str().to_owned();
-        let mut fields = vec![Field {
-            kind: TargetKind::ResponseStatus,
-            name: b"",
-            value: status.as_bytes(),
-        }];
-        for (name, value) in &parts.headers {
-            fields.push(Field {
-                kind: TargetKind::ResponseHeaders,
-                name: name.as_str().as_bytes(),
-                value: value.as_bytes(),
+        let text = plan
+            .body_text(&prefix, response_inspect_bytes(&snap.cfg))
+            .unwrap_or_else(|e| {
+                // The client gets what the upstream sent; the rules see its
+                // status and headers only. Logged and counted.
+                tracing::warn!(
+                    coding = ?plan.coding,
+                    reason = e.reason(),
+                    "compressed response body does not decode: not inspected"
+                );
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&["undecodable_body"])
+                    .inc();
+                Bytes::new()
             });
-        }
-        if wants_body && !prefix.is_empty() {
-            fields.push(Field {
-                kind: TargetKind::ResponseBody,
-                name: b"",
-                value: &prefix,
-            });
-        }
+        let fields = response_fields(&status, &parts.headers, plan.body.then_some(&text[..]));
         let ev = ENGINE_SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut s) => rules.evaluate_response(&fields, facts, &mut s),
             Err(_) => rules.evaluate_response(&fields, facts, &mut EngineScratch::default()),
@@ -646,7 +637,7 @@ impl Gateway {
             .iter()
             .find(|h| h.mode == Mode::Block)
             .or(ev.hits.first())
-            .map_or("unknown", |h| h.pack.as_str());
+            .map_or("unknown", |h| &*h.pack);
         // Merged with what an earlier phase recorded.
         let mut summary = rec.waf.take().unwrap_or(WafSummary {
             action: "pass",
@@ -1375,13 +1366,97 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-/// Is a response body worth handing to the rules: not content-encoded
-/// (compressed bodies are not decompressed on the response path), and text
-/// of some kind (or untyped)?
-fn inspectable_response(headers: &http::HeaderMap) -> bool {
-    let identity = headers
-        .get(header::CONTENT_ENCODING)
-        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
+/// What the response phase looks at in one response.
+pub struct ResponsePlan {
+    pub status: bool,
+    pub headers: bool,
+    /// The body's first bytes: a rule looks at `response_body`, the
+    /// response has a body (not a HEAD request's, not 1xx/204/304) and it
+    /// is text, uncompressed or in a coding the view undoes
+    /// ([`inspectable_response`]).
+    pub body: bool,
+    /// The body's Content-Encoding (when `body`).
+    pub coding: ContentCoding,
+}
+
+impl ResponsePlan {
+    pub fn of(rules: &RuleSet, method: &Method, parts: &http::response::Parts) -> ResponsePlan {
+        use crate::rules::schema::TargetKind;
+        let coding = (rules.looks_at(TargetKind::ResponseBody)
+            && method != Method::HEAD
+            && !matches!(parts.status.as_u16(), 100..=199 | 204 | 304))
+        .then(|| inspectable_response(&parts.headers))
+        .flatten();
+        ResponsePlan {
+            status: rules.looks_at(TargetKind::ResponseStatus),
+            headers: rules.looks_at(TargetKind::ResponseHeaders),
+            body: coding.is_some(),
+            coding: coding.unwrap_or_default(),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.status || self.headers || self.body
+    }
+
+    /// What the response rules read of a body whose first bytes (as
+    /// sent) are `prefix`: the prefix itself, or what it decodes to, cut at
+    /// `cap`. A compressed body that does not decode is not read (its
+    /// status and headers still are): the error says why.
+    pub fn body_text(
+        &self,
+        prefix: &Bytes,
+        cap: usize,
+    ) -> Result<Bytes, crate::request_view::ViewError> {
+        if self.coding == ContentCoding::Identity {
+            return Ok(prefix.slice(..prefix.len().min(cap)));
+        }
+        crate::request_view::decode_body_prefix(prefix, self.coding, cap)
+    }
+}
+
+/// How much of a response body the response rules see.
+pub fn response_inspect_bytes(cfg: &Config) -> usize {
+    cfg.limits.inspect_body_bytes.min(RESPONSE_INSPECT_MAX)
+}
+
+/// The response phase's fields: the status (`status` is its three digits),
+/// every header, and the body prefix when it is inspected and not empty.
+pub fn response_fields<'a>(
+    status: &'a str,
+    headers: &'a http::HeaderMap,
+    body: Option<&'a [u8]>,
+) -> Vec<crate::rules::engine::Field<'a>> {
+    use crate::rules::engine::Field;
+    use crate::rules::schema::TargetKind;
+    let mut fields = Vec::with_capacity(headers.len() + 2);
+    fields.push(Field {
+        kind: TargetKind::ResponseStatus,
+        name: b"",
+        value: status.as_bytes(),
+    });
+    for (name, value) in headers {
+        fields.push(Field {
+            kind: TargetKind::ResponseHeaders,
+            name: name.as_str().as_bytes(),
+            value: value.as_bytes(),
+        });
+    }
+    if let Some(b) = body.filter(|b| !b.is_empty()) {
+        fields.push(Field {
+            kind: TargetKind::ResponseBody,
+            name: b"",
+            value: b,
+        });
+    }
+    fields
+}
+
+/// Is a response body worth handing to the rules: text of some kind (or
+/// untyped), uncompressed or in a coding the view undoes (`gzip`,
+/// `deflate`)? Its coding if so.
+fn inspectable_response(headers: &http::HeaderMap) -> Option<ContentCoding> {
+    let coding = crate::request_view::decodable_coding(headers)?;
     let textual = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -1402,7 +1477,7 @@ fn inspectable_response(headers: &http::HeaderMap) -> bool {
                     || ct.contains("javascript")
                     || ct.contains("x-www-form-urlencoded"))
         });
-    identity && textual
+    textual.then_some(coding)
 }
 
 /// Reads up to `cap` bytes of an upstream response body within `timeout`:
@@ -1462,16 +1537,20 @@ mod tests {
     }
 
     #[test]
-    fn response_bodies_inspected_are_uncompressed_finite_text() {
+    fn response_bodies_inspected_are_finite_text_in_a_coding_we_undo() {
         for ct in [
             "text/html; charset=utf-8",
             "application/json",
             "application/problem+json",
             "text/plain",
         ] {
-            assert!(inspectable_response(&with(Some(ct), None)), "{ct}");
+            assert_eq!(
+                inspectable_response(&with(Some(ct), None)),
+                Some(ContentCoding::Identity),
+                "{ct}"
+            );
         }
-        assert!(inspectable_response(&with(None, None)), "untyped");
+        assert!(inspectable_response(&with(None, None)).is_some(), "untyped");
         for ct in [
             "text/event-stream",
             "application/x-ndjson",
@@ -1479,11 +1558,27 @@ mod tests {
             "image/png",
             "application/octet-stream",
         ] {
-            assert!(!inspectable_response(&with(Some(ct), None)), "{ct}");
+            assert_eq!(inspectable_response(&with(Some(ct), None)), None, "{ct}");
         }
-        assert!(!inspectable_response(&with(
-            Some("text/html"),
-            Some("gzip")
-        )));
+        for (ce, coding) in [
+            ("gzip", Some(ContentCoding::Gzip)),
+            ("x-gzip", Some(ContentCoding::Gzip)),
+            ("deflate", Some(ContentCoding::Deflate)),
+            ("identity", Some(ContentCoding::Identity)),
+            ("br", None),
+            ("zstd", None),
+            ("gzip, gzip", None),
+            ("gzip, br", None),
+        ] {
+            assert_eq!(
+                inspectable_response(&with(Some("text/html"), Some(ce))),
+                coding,
+                "{ce}"
+            );
+        }
+        assert_eq!(
+            inspectable_response(&with(Some("image/png"), Some("gzip"))),
+            None
+        );
     }
 }

@@ -78,6 +78,11 @@ enum RulesCmd {
         header: Vec<String>,
         #[arg(long)]
         body: Option<String>,
+        /// A raw HTTP/1.1 response in a file (status line, headers, body as
+        /// sent without chunked framing): the response-phase rules are run
+        /// on it too, as the gateway would for this request.
+        #[arg(long)]
+        response: Option<PathBuf>,
     },
 }
 
@@ -234,6 +239,7 @@ fn main() -> ExitCode {
                     method,
                     header,
                     body,
+                    response,
                 },
         } => explain(
             config,
@@ -242,6 +248,7 @@ fn main() -> ExitCode {
             method,
             header,
             body.as_deref(),
+            response.as_deref(),
         ),
         Cmd::Audit {
             cmd: AuditCmd::Verify { store, checkpoints },
@@ -472,6 +479,7 @@ fn explain(
     method: &str,
     headers: &[String],
     body: Option<&str>,
+    response: Option<&std::path::Path>,
 ) -> ExitCode {
     use portcullis::request_view::{RequestView, ViewLimits};
     use portcullis::rules::engine::{EngineScratch, Field, RequestFacts, Verdict};
@@ -605,6 +613,29 @@ fn explain(
         set.threshold()
     );
     println!("{} fields inspected", fields.len());
+    print_hits(&ev);
+    let verdict = if !ev.errors.is_empty() || ev.verdict == Verdict::Block {
+        "BLOCK (403)".to_string()
+    } else if let Some(e) = &unparseable {
+        format!(
+            "{} {} (the body cannot be inspected)",
+            e.status(),
+            e.reason()
+        )
+    } else {
+        "pass".to_string()
+    };
+    println!(
+        "score {} (detect-only {}), verdict: {verdict}",
+        ev.score, ev.detect_score
+    );
+    match response {
+        Some(path) => explain_response(&cfg, &set, &parts.method, &facts, path),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+fn print_hits(ev: &portcullis::rules::engine::Evaluation) {
     for h in &ev.hits {
         println!(
             "  rule {} [{}] {} — {} {:?} score {}\n    target {}  transforms {}\n    value {:?}{}",
@@ -626,19 +657,92 @@ fn explain(
     for e in &ev.errors {
         println!("  not inspected: {e}");
     }
+}
+
+/// `rules explain --response FILE`: the response phase, as the gateway runs
+/// it on the upstream's answer to the explained request.
+fn explain_response(
+    cfg: &portcullis::config::Config,
+    set: &portcullis::rules::engine::RuleSet,
+    method: &http::Method,
+    facts: &portcullis::rules::engine::RequestFacts<'_>,
+    path: &std::path::Path,
+) -> ExitCode {
+    use portcullis::gateway::{ResponsePlan, response_fields, response_inspect_bytes};
+    use portcullis::rules::engine::{EngineScratch, Verdict};
+    let raw = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut hbuf = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut hbuf);
+    let head_len = match resp.parse(&raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            eprintln!(
+                "{}: incomplete response head (a blank line ends the headers)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{}: malformed response: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut b = http::Response::builder().status(resp.code.unwrap_or(200));
+    for h in resp.headers.iter() {
+        b = b.header(h.name, h.value);
+    }
+    let parts = match b.body(()) {
+        Ok(r) => r.into_parts().0,
+        Err(e) => {
+            eprintln!("{}: invalid response: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = ResponsePlan::of(set, method, &parts);
+    println!(
+        "response {} (outbound threshold {})",
+        parts.status,
+        set.outbound_threshold()
+    );
+    if !plan.any() {
+        println!("no response rule is loaded: the response is not inspected");
+        return ExitCode::SUCCESS;
+    }
+    let body = bytes::Bytes::copy_from_slice(&raw[head_len..]);
+    if !plan.body && !body.is_empty() {
+        println!(
+            "the body is not inspected (a HEAD request, a bodiless status, a coding other than gzip or deflate, or not text)"
+        );
+    }
+    let text = match plan.body_text(&body, response_inspect_bytes(cfg)) {
+        Ok(t) => t,
+        Err(e) => {
+            println!(
+                "the body does not decode ({:?}: {}): not inspected",
+                plan.coding,
+                e.reason()
+            );
+            bytes::Bytes::new()
+        }
+    };
+    let status = parts.status.as_str().to_owned();
+    let fields = response_fields(&status, &parts.headers, plan.body.then_some(&text[..]));
+    let ev = set.evaluate_response(&fields, facts, &mut EngineScratch::default());
+    println!("{} fields inspected", fields.len());
+    print_hits(&ev);
     let verdict = if !ev.errors.is_empty() || ev.verdict == Verdict::Block {
-        "BLOCK (403)".to_string()
-    } else if let Some(e) = &unparseable {
-        format!(
-            "{} {} (the body cannot be inspected)",
-            e.status(),
-            e.reason()
-        )
+        "BLOCK (the block page replaces the response)"
     } else {
-        "pass".to_string()
+        "pass"
     };
     println!(
-        "score {} (detect-only {}), verdict: {verdict}",
+        "response score {} (detect-only {}), verdict: {verdict}",
         ev.score, ev.detect_score
     );
     ExitCode::SUCCESS

@@ -545,6 +545,18 @@ impl Collector {
         });
     }
 
+    /// Room for about `more` fields a body parser is about to push (a
+    /// hint counted from separators, so the list grows once instead of
+    /// doubling through a large body; bounded by what `max_fields` lets
+    /// through, each counted field with its two aliases).
+    fn expect(&mut self, more: usize) {
+        let room = self
+            .max_fields
+            .saturating_sub(self.counted)
+            .saturating_mul(3);
+        self.fields.reserve(more.min(room));
+    }
+
     fn mark(&self) -> (usize, usize) {
         (self.fields.len(), self.counted)
     }
@@ -748,6 +760,8 @@ fn parse_pairs(
     // Every name and value is decoded into one buffer, and the fields are
     // slices of it (or of the source, when nothing is escaped): one
     // allocation per query or body at most, not two per pair.
+    // A value and its name per pair.
+    col.expect(2 * (memchr::memchr_iter(b'&', src).count() + 1));
     let escaped = memchr::memchr2(b'%', b'+', src).is_some();
     let mut buf = Vec::with_capacity(if escaped { src.len() } else { 0 });
     let mut spans = Vec::new();
@@ -1069,6 +1083,37 @@ fn check_text_encoding(b: &[u8]) -> Result<bool, ViewError> {
     Ok(b.starts_with(&[0xEF, 0xBB, 0xBF]))
 }
 
+/// The Content-Encoding of a message, when it is one the view can undo
+/// (`identity`, `gzip`, `deflate`, a single layer); `None` otherwise (`br`,
+/// `zstd`, stacked or unknown codings).
+pub fn decodable_coding(headers: &HeaderMap) -> Option<ContentCoding> {
+    content_coding(headers).ok()
+}
+
+/// For the response phase: what the first bytes `raw` of a body in
+/// `coding` decode to, at most `cap` bytes of it (a prefix of a stream
+/// gives what its bytes decode to). An error when nothing decoded from a
+/// stream that did not end (corrupt from its first bytes), or when it
+/// expands beyond the decompression ratio; a stream of nothing is empty.
+pub fn decode_body_prefix(
+    raw: &Bytes,
+    coding: ContentCoding,
+    cap: usize,
+) -> Result<Bytes, ViewError> {
+    let limits = ViewLimits {
+        max_body: cap,
+        ..ViewLimits::default()
+    };
+    if coding == ContentCoding::Identity {
+        return Ok(raw.slice(..raw.len().min(cap)));
+    }
+    let (out, ended, _) = inflate_coding(raw, coding, false, &limits)?;
+    if out.is_empty() && !raw.is_empty() && !ended {
+        return Err(ViewError::Malformed("compressed_corrupt"));
+    }
+    Ok(Bytes::from(out))
+}
+
 fn content_coding(headers: &HeaderMap) -> Result<ContentCoding, ViewError> {
     let mut found = ContentCoding::Identity;
     let mut n = 0;
@@ -1111,8 +1156,28 @@ fn decode_coding(
     complete: bool,
     limits: &ViewLimits,
 ) -> Result<(Bytes, bool), ViewError> {
-    let (out, done, rest) = match coding {
-        ContentCoding::Identity => return Ok((raw.clone(), complete)),
+    if coding == ContentCoding::Identity {
+        return Ok((raw.clone(), complete));
+    }
+    let (out, done, rest) = inflate_coding(raw, coding, complete, limits)?;
+    // Bytes after the compressed stream (a second gzip member, junk): some
+    // decoders read on, others stop; refuse rather than pick one.
+    if complete && done && rest > 0 {
+        return Err(ViewError::Malformed("compressed_trailing_data"));
+    }
+    Ok((Bytes::from(out), complete && done))
+}
+
+/// Inflates `raw` (see [`inflate`]): the output, whether the stream ended,
+/// and how many input bytes were left after it.
+fn inflate_coding(
+    raw: &Bytes,
+    coding: ContentCoding,
+    complete: bool,
+    limits: &ViewLimits,
+) -> Result<(Vec<u8>, bool, usize), ViewError> {
+    Ok(match coding {
+        ContentCoding::Identity => (raw.to_vec(), true, 0),
         ContentCoding::Gzip => {
             let mut d = GzDecoder::new(&raw[..]);
             let (out, done) = inflate(&mut d, raw.len(), complete, limits, "gzip_corrupt")?;
@@ -1129,13 +1194,7 @@ fn decode_coding(
             let (out, done) = inflate(&mut d, raw.len(), complete, limits, "deflate_corrupt")?;
             (out, done, d.into_inner().len())
         }
-    };
-    // Bytes after the compressed stream (a second gzip member, junk): some
-    // decoders read on, others stop; refuse rather than pick one.
-    if complete && done && rest > 0 {
-        return Err(ViewError::Malformed("compressed_trailing_data"));
-    }
-    Ok((Bytes::from(out), complete && done))
+    })
 }
 
 fn is_zlib_header(b: &[u8]) -> bool {
@@ -1595,6 +1654,11 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 /// Walks one JSON document (trailing data refused). Keys and leaves go to
 /// `json`; leaves also to `args_post` and their paths to `args_names`.
 fn parse_json(input: &Bytes, col: &mut Collector, limits: &ViewLimits) -> Result<(), ViewError> {
+    // A field per key; three (`json`, `args_post`, `args_names`) per leaf,
+    // and a leaf ends at a `,` or at the document's end.
+    let expected = memchr::memchr_iter(b':', input).count()
+        + 3 * (memchr::memchr_iter(b',', input).count() + 1);
+    col.expect(expected);
     let mut walk = JsonWalk {
         col,
         input,
@@ -1604,7 +1668,7 @@ fn parse_json(input: &Bytes, col: &mut Collector, limits: &ViewLimits) -> Result
         max_name: limits.max_name_bytes,
         hit: None,
         names: Vec::with_capacity(input.len()),
-        named: Vec::new(),
+        named: Vec::with_capacity(expected.min(limits.max_fields.saturating_mul(3))),
     };
     let mut de = serde_json::Deserializer::from_slice(input);
     let res = Node(&mut walk).deserialize(&mut de).and_then(|()| de.end());
@@ -2523,6 +2587,86 @@ mod tests {
         );
         assert!(has(&v, TargetKind::Args, "user", "bob"));
         assert_eq!(v.body().unwrap(), "user=bob&pw=a%27+or+1%3D1&pw=x");
+    }
+
+    #[test]
+    fn response_body_prefixes_decode_to_at_most_the_cap() {
+        let text: Vec<u8> = (0..4000u32)
+            .flat_map(|i| format!("line {i} of the page\n").into_bytes())
+            .collect();
+        let mut e = GzEncoder::new(Vec::new(), Compression::default());
+        e.write_all(&text).unwrap();
+        let gz = Bytes::from(e.finish().unwrap());
+        // The whole stream, cut at the cap.
+        let out = decode_body_prefix(&gz, ContentCoding::Gzip, 1000).unwrap();
+        assert_eq!(&out[..], &text[..1000]);
+        // A prefix of the stream: what its bytes decode to.
+        let out =
+            decode_body_prefix(&gz.slice(..gz.len() / 2), ContentCoding::Gzip, 1 << 20).unwrap();
+        assert!(out.len() > 1000 && out.len() < text.len(), "{}", out.len());
+        assert_eq!(&out[..], &text[..out.len()]);
+        // Deflate (zlib-wrapped) likewise; identity is returned as is.
+        let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
+        e.write_all(&text).unwrap();
+        let z = Bytes::from(e.finish().unwrap());
+        assert_eq!(
+            &decode_body_prefix(&z, ContentCoding::Deflate, 500).unwrap()[..],
+            &text[..500]
+        );
+        // An empty body, compressed, is empty text.
+        let mut e = GzEncoder::new(Vec::new(), Compression::default());
+        e.write_all(b"").unwrap();
+        let empty = Bytes::from(e.finish().unwrap());
+        assert_eq!(
+            decode_body_prefix(&empty, ContentCoding::Gzip, 100).unwrap(),
+            Bytes::new()
+        );
+        // A bomb stops at the cap; garbage is an error, not text.
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        e.write_all(&vec![b'a'; 8 << 20]).unwrap();
+        let bomb = Bytes::from(e.finish().unwrap());
+        let out = decode_body_prefix(&bomb, ContentCoding::Gzip, 128 * 1024);
+        assert!(out.is_err() || out.unwrap().len() <= 128 * 1024);
+        assert!(
+            decode_body_prefix(
+                &Bytes::from_static(b"not gzip at all"),
+                ContentCoding::Gzip,
+                100
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn large_bodies_size_the_field_list_once() {
+        // 1,100 pairs: a list that doubled its way up would hold room for
+        // 4,096 fields; one sized from the body's separators holds about
+        // what it needs.
+        let form: Vec<String> = (0..1100).map(|i| format!("f{i}=v+{i}")).collect();
+        let v = post(
+            "application/x-www-form-urlencoded",
+            form.join("&").as_bytes(),
+        )
+        .unwrap();
+        assert!(v.fields.len() > 2200);
+        assert!(
+            v.fields.capacity() < v.fields.len() + 64,
+            "{}",
+            v.fields.capacity()
+        );
+        // JSON: a field per key, three per leaf.
+        let items: Vec<String> = (0..400).map(|i| format!("{{\"k\":{i}}}")).collect();
+        let v = post(
+            "application/json",
+            format!("[{}]", items.join(",")).as_bytes(),
+        )
+        .unwrap();
+        assert!(v.fields.len() > 1600);
+        assert!(
+            v.fields.capacity() < v.fields.len() + 64,
+            "{}",
+            v.fields.capacity()
+        );
     }
 
     #[test]

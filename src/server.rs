@@ -408,13 +408,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             source: e,
         };
         let mut addr = l.addr;
-        for w in 0..workers {
+        for (w, socks) in per_worker.iter_mut().enumerate() {
             let sock = bind_reuseport(addr).map_err(bind_err)?;
             if w == 0 {
                 addr = sock.local_addr().map_err(bind_err)?;
                 proxy_addrs.push(addr);
             }
-            per_worker[w].push((sock.into_std().map_err(bind_err)?, li));
+            socks.push((sock.into_std().map_err(bind_err)?, li));
         }
         let acceptor = match &l.tls {
             Some(t) => {

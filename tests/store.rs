@@ -387,10 +387,10 @@ fn application_alerts_and_erasure() {
 
 /// A webhook receiver on loopback: answers 200 and hands over each request
 /// (headers, body).
-fn webhook_receiver() -> (
-    std::net::SocketAddr,
-    std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
-) {
+/// What the receiver hands over per request: its headers and body.
+type Delivery = (Vec<(String, String)>, Vec<u8>);
+
+fn webhook_receiver() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Delivery>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();

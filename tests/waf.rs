@@ -273,19 +273,10 @@ fn a_broken_pack_on_reload_leaves_the_old_rule_set_serving() {
 
 #[test]
 fn check_runs_inline_tests_and_reports_failures_with_location() {
-    let dir = TempDir::new("waf-check");
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(
-        dir.path().join("rules/test.yaml"),
-        PACK.replace("no_match: [\"O'Reilly\"]", "no_match: [\"1 OR 1=1\"]"),
-    )
-    .unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        "upstream:\n  url: builtin:echo\nwaf:\n  rules: [\"rules/*.yaml\"]\n",
-    )
-    .unwrap();
+    let (dir, cfg) = rules_dir(
+        "waf-check",
+        &PACK.replace("no_match: [\"O'Reilly\"]", "no_match: [\"1 OR 1=1\"]"),
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .current_dir(dir.path())
         .args(["check", "-c"])
@@ -361,32 +352,43 @@ fn check_fills_the_compile_cache_and_the_next_load_reads_it() {
     assert!(!cache.exists());
 }
 
-#[test]
-fn rules_explain_shows_target_transforms_detector_and_verdict() {
-    let dir = TempDir::new("waf-explain");
+/// A temp dir with `pack` as its only rule pack and a config (`c.yaml`)
+/// that loads it in front of the built-in echo upstream.
+fn rules_dir(name: &str, pack: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new(name);
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
+    std::fs::write(dir.path().join("rules/test.yaml"), pack).unwrap();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
         "upstream:\n  url: builtin:echo\nwaf:\n  rules: [\"rules/*.yaml\"]\n",
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .current_dir(dir.path())
-            .args(["rules", "explain", "-c"])
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    (dir, cfg)
+}
+
+/// `portcullis rules explain -c CFG ARGS…` run in `dir`: its output (it
+/// must succeed).
+fn explain(dir: &std::path::Path, cfg: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .current_dir(dir)
+        .args(["rules", "explain", "-c"])
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn rules_explain_shows_target_transforms_detector_and_verdict() {
+    let (dir, cfg) = rules_dir("waf-explain", PACK);
+    let run = |args: &[&str]| explain(dir.path(), &cfg, args);
     let out = run(&["--url", "/s?q=1'%20or%20'1'='1"]);
     assert!(out.contains("rule 942100"), "{out}");
     assert!(out.contains("target args_get:q"), "{out}");
@@ -398,20 +400,73 @@ fn rules_explain_shows_target_transforms_detector_and_verdict() {
     std::fs::write(&raw, "POST /c HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"q\":\"O'Reilly books\"}").unwrap();
     let out = run(&["--request", raw.to_str().unwrap()]);
     assert!(out.contains("verdict: pass"), "{out}");
+    assert!(!out.contains("response"), "{out}");
+}
+
+#[test]
+fn rules_explain_runs_the_response_rules_on_a_response_file() {
+    let (dir, cfg) = rules_dir(
+        "waf-explain-resp",
+        "pack: leak\nrules:\n  - id: 951900\n    name: key in a response\n    severity: critical\n    phase: response\n    targets: [response_body]\n    match: {regex: '-----BEGIN PRIVATE KEY-----'}\n    tests:\n      match: ['-----BEGIN PRIVATE KEY-----']\n      no_match: ['key']\n  - id: 951901\n    name: stack banner\n    severity: critical\n    phase: response\n    targets: ['response_headers:x-powered-by']\n    match: {regex: 'Leaky/1'}\n    tests:\n      match: ['Leaky/1']\n      no_match: ['Other']\n",
+    );
+    let run_bytes = |response: &[u8]| {
+        let file = dir.path().join("resp.http");
+        std::fs::write(&file, response).unwrap();
+        let file = file.to_str().unwrap();
+        explain(
+            dir.path(),
+            &cfg,
+            &["--url", "/download", "--response", file],
+        )
+    };
+    let run = |response: &str| run_bytes(response.as_bytes());
+    let leak = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Powered-By: Leaky/1\r\n\r\n-----BEGIN PRIVATE KEY-----\nMIIE\n";
+    let out = run(leak);
+    assert!(out.contains("response 200 OK"), "{out}");
+    assert!(out.contains("rule 951900"), "{out}");
+    assert!(out.contains("target response_body"), "{out}");
+    assert!(out.contains("rule 951901"), "{out}");
+    assert!(
+        out.contains("target response_headers:x-powered-by"),
+        "{out}"
+    );
+    assert!(
+        out.contains("response score 10 (detect-only 0), verdict: BLOCK"),
+        "{out}"
+    );
+    // A gzip body is decompressed for the rules (as in the gateway); a body
+    // in a coding the gateway does not undo is not inspected, nor is one
+    // that does not decode.
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: ";
+    let key = [&b"-----BEGIN PRIVATE KEY-----\n"[..], &b"MIIE".repeat(50)].concat();
+    let compressed = gzip(&key);
+    assert!(
+        !contains(&compressed, b"PRIVATE KEY"),
+        "stored, not compressed"
+    );
+    let out = run_bytes(&[head.as_bytes(), b"gzip\r\n\r\n", &compressed].concat());
+    assert!(out.contains("rule 951900"), "{out}");
+    assert!(out.contains("verdict: BLOCK"), "{out}");
+    let out = run(&format!("{head}br\r\n\r\n-----BEGIN PRIVATE KEY-----\n"));
+    assert!(out.contains("the body is not inspected"), "{out}");
+    assert!(!out.contains("rule 951900"), "{out}");
+    assert!(out.contains("verdict: pass"), "{out}");
+    let out = run(&format!("{head}gzip\r\n\r\n-----BEGIN PRIVATE KEY-----\n"));
+    assert!(out.contains("the body does not decode"), "{out}");
+    assert!(out.contains("verdict: pass"), "{out}");
+    // A clean response passes.
+    let out = run("HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\n<h1>Not found</h1>");
+    assert!(out.contains("response 404 Not Found"), "{out}");
+    assert!(
+        out.contains("response score 0 (detect-only 0), verdict: pass"),
+        "{out}"
+    );
 }
 
 #[test]
 fn rules_ftw_replays_go_ftw_files_through_an_in_process_gateway() {
-    let dir = TempDir::new("waf-ftw");
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    let (dir, cfg) = rules_dir("waf-ftw", PACK);
     std::fs::create_dir_all(dir.path().join("ftw/SQLI")).unwrap();
-    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        "upstream:\n  url: builtin:echo\nwaf:\n  rules: [\"rules/*.yaml\"]\n",
-    )
-    .unwrap();
     let stage = |uri: &str, expect: &str| {
         format!(
             "      - input:\n          method: GET\n          uri: \"{uri}\"\n          headers:\n            Host: localhost\n        output:\n          log:\n            {expect}: [942100]\n"
@@ -501,6 +556,80 @@ fn response_rules_block_leaks_and_stream_the_rest() {
     let (status, _, body) = get(&gw, "/big?bytes=3000000", "");
     assert_eq!(status, 200);
     assert_eq!(dechunk_if_needed(&body).len(), 3_000_000);
+}
+
+#[test]
+fn response_rules_read_gzip_and_deflate_bodies_decompressed() {
+    let (up, gw) = start_with_response_rules("");
+    // Long and repetitive enough to be compressed, not stored: the key line
+    // is not in the compressed bytes.
+    let leak = [
+        &b"config dump\n".repeat(40)[..],
+        b"-----BEGIN RSA PRIVATE KEY-----\n",
+        &b"MIIEpAIBAAKCAQEA".repeat(40),
+    ]
+    .concat();
+    let leak = &leak[..];
+    let send = |coding: &str, body: &[u8]| {
+        let mut req = format!(
+            "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\nx-echo-content-encoding: {coding}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        raw_exchange(gw.proxy, &req)
+    };
+    // The upstream answers the leak compressed: decompressed, it is seen
+    // and the response is replaced by the block page.
+    for (coding, body) in [("gzip", gzip(leak)), ("deflate", zlib(leak))] {
+        assert!(
+            !contains(&body, b"PRIVATE KEY"),
+            "{coding}: stored, not compressed"
+        );
+        let out = send(coding, &body);
+        assert_eq!(status_of(&out), Some(403), "{coding}");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("950110"), "{coding}: {text}");
+    }
+    // A clean compressed answer reaches the client as the upstream sent
+    // it: compressed, byte for byte.
+    let clean = gzip(&b"hello there, nothing to see\n".repeat(50));
+    let out = send("gzip", &clean);
+    assert_eq!(status_of(&out), Some(200));
+    assert!(out.ends_with(&clean), "the compressed bytes pass unchanged");
+    // A body labelled gzip that is not: passed on as sent, scored on
+    // status and headers, and counted.
+    let out = send("gzip", b"not gzip at all");
+    assert_eq!(status_of(&out), Some(200));
+    assert!(out.ends_with(b"not gzip at all"));
+    let m = String::from_utf8_lossy(&raw_exchange(
+        gw.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ))
+    .into_owned();
+    assert!(
+        m.contains("portcullis_upstream_errors_total{kind=\"undecodable_body\"} 1"),
+        "{m}"
+    );
+    assert_eq!(up.requests().len(), 4);
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn zlib(b: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
 }
 
 #[test]

@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{ConfigError, ConfigErrors};
@@ -326,6 +327,9 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Effective mode per rule (global ∧ pack ∧ rule).
     modes: Vec<Mode>,
+    /// Per rule: what a hit reports about it, built once (a hit shares
+    /// these instead of formatting and copying them).
+    labels: Vec<RuleLabels>,
     /// Distinct transform chains; `rule_chain[rule]` indexes it.
     chains: Vec<ChainInfo>,
     rule_chain: Vec<usize>,
@@ -536,18 +540,27 @@ fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
 const NONE: usize = usize::MAX;
 
 /// One rule that fired on one field.
+/// A rule's name, pack, tags and transform chain as hits report them.
+struct RuleLabels {
+    name: Arc<str>,
+    pack: Arc<str>,
+    tags: Arc<[String]>,
+    transforms: Arc<str>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub rule_id: u32,
-    pub rule_name: String,
-    pub pack: String,
+    pub rule_name: Arc<str>,
+    /// The pack's file stem, e.g. `sqli`.
+    pub pack: Arc<str>,
     pub severity: &'static str,
     pub score: u32,
     pub mode: Mode,
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     /// `kind` or `kind:name`, e.g. `args:q`.
     pub target: String,
-    pub transforms: String,
+    pub transforms: Arc<str>,
     /// The transformed value (first `EXCERPT_BYTES` bytes, lossy UTF-8).
     pub excerpt: String,
     /// What a native detector found, if one fired.
@@ -1129,10 +1142,25 @@ impl RuleSet {
             c.prune();
             c.stats()
         });
+        let labels = rules
+            .iter()
+            .zip(&rule_chain)
+            .map(|(r, &ci)| RuleLabels {
+                name: r.name.as_str().into(),
+                pack: r
+                    .file
+                    .file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+                    .into(),
+                tags: r.tags.clone().into(),
+                transforms: chains[ci].chain.to_string().into(),
+            })
+            .collect();
         Ok(RuleSet {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             rules,
             modes,
+            labels,
             chains,
             rule_chain,
             db_of_rule: memberships
@@ -1408,9 +1436,11 @@ impl RuleSet {
         // Pass 2: scan. Each value once per database it needs; with
         // Hyperscan, all the values a database needs in one call, and
         // value by value only where a match ended.
-        for d in 0..cache.members.len() {
-            let members = &cache.members[d];
-            let Some(db) = self.dbs.get(d).and_then(Option::as_ref) else {
+        // One member list and one scratch per database (`fit` and the
+        // resize above), so the zip leaves no database out.
+        debug_assert!(cache.members.len() == self.dbs.len() && ms.len() == self.dbs.len());
+        for ((members, db), sc) in cache.members.iter().zip(&self.dbs).zip(ms.iter_mut()) {
+            let Some(db) = db else {
                 continue;
             };
             if members.is_empty() {
@@ -1428,7 +1458,7 @@ impl RuleSet {
                 }
                 // Past this many reported ends, value by value is cheaper.
                 let max_ends = members.len() * 4 + 64;
-                if let Ok(true) = db.matcher.batch_scan(&mut ms[d], joined, ends, max_ends) {
+                if let Ok(true) = db.matcher.batch_scan(sc, joined, ends, max_ends) {
                     candidate.fill(false);
                     for &(end, id) in ends.iter() {
                         // The value the match ends in (or on whose
@@ -1472,7 +1502,7 @@ impl RuleSet {
                     continue;
                 }
                 let matched = &mut entry.matched;
-                if let Err(err) = db.matcher.scan(&mut ms[d], &entry.value, |id| {
+                if let Err(err) = db.matcher.scan(sc, &entry.value, |id| {
                     if let Some(&ri) = db.pattern_rule.get(id as usize) {
                         matched.push(ri);
                     }
@@ -1764,25 +1794,23 @@ impl RuleSet {
         detail: Option<String>,
     ) -> bool {
         let r = &self.rules[ri];
-        let chain = &self.chains[self.rule_chain[ri]].chain;
         if excl.disables(r, f) {
             return false;
         }
+        let Some(labels) = self.labels.get(ri) else {
+            return false;
+        };
         let cut = value.len().min(EXCERPT_BYTES);
         hits.push(Hit {
             rule_id: r.id,
-            rule_name: r.name.clone(),
-            pack: r
-                .file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            rule_name: labels.name.clone(),
+            pack: labels.pack.clone(),
             severity: r.severity.as_str(),
             score: r.score,
             mode: self.modes[ri],
-            tags: r.tags.clone(),
+            tags: labels.tags.clone(),
             target: target_label(f),
-            transforms: chain.to_string(),
+            transforms: labels.transforms.clone(),
             excerpt: String::from_utf8_lossy(&value[..cut]).into_owned(),
             detail,
         });
@@ -2036,11 +2064,14 @@ fn selects(t: &Target, f: &Field<'_>) -> bool {
 
 fn target_label(f: &Field<'_>) -> String {
     let kind = kind_name(f.kind);
-    if f.name.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}:{}", String::from_utf8_lossy(f.name))
+    let name = String::from_utf8_lossy(f.name);
+    let mut label = String::with_capacity(kind.len() + 1 + name.len());
+    label.push_str(kind);
+    if !name.is_empty() {
+        label.push(':');
+        label.push_str(&name);
     }
+    label
 }
 
 pub fn kind_name(k: TargetKind) -> &'static str {
@@ -2399,13 +2430,15 @@ rules:
 
     #[test]
     fn exclusions_and_modes() {
-        let mut s = EngineSettings::default();
-        s.exclusions = parse_pack(
-            Path::new("x.yaml"),
-            "pack: x\nexclusions:\n  - when: {path: /api/comments, method: POST}\n    disable: {ids: [100], targets: [\"args:body\"]}\n",
-        )
-        .unwrap()
-        .exclusions;
+        let mut s = EngineSettings {
+            exclusions: parse_pack(
+                Path::new("x.yaml"),
+                "pack: x\nexclusions:\n  - when: {path: /api/comments, method: POST}\n    disable: {ids: [100], targets: [\"args:body\"]}\n",
+            )
+            .unwrap()
+            .exclusions,
+            ..EngineSettings::default()
+        };
         let rs = set(&PACK.replace("    caseless: true\n", ""), &s);
         let mut sc = EngineScratch::default();
         let f = fields(&[

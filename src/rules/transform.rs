@@ -2601,7 +2601,8 @@ mod tests {
     fn detector_bits_follow_the_prefilters() {
         use crate::rules::detect::{cmdi, path, xss};
         let mut rng = XorShift(0x5851_F42D_4C95_7F2D);
-        let detectors: [(u32, &[bool; 256], fn(&[u8]) -> Option<_>); 3] = [
+        type Detect = fn(&[u8]) -> Option<crate::rules::detect::Detection>;
+        let detectors: [(u32, &[bool; 256], Detect); 3] = [
             (class::XSS_BYTES, &xss::PREFILTER, xss::detect),
             (class::CMDI_BYTES, &cmdi::PREFILTER, cmdi::detect),
             (class::PATH_BYTES, &path::PREFILTER, path::detect),

@@ -278,7 +278,9 @@ pub struct UpstreamState {
 ///
 /// Paths: `/big?bytes=N` streams N bytes; `/slow?ms=N` answers after N ms;
 /// `/ws` accepts a WebSocket upgrade and echoes raw bytes; `/status/N`
-/// answers N; anything else echoes the request body with 200.
+/// answers N; anything else echoes the request body with 200 (labelled
+/// `text/plain` in the Content-Encoding named by the request's
+/// `x-echo-content-encoding`, when it has one).
 pub struct Upstream {
     pub addr: SocketAddr,
     pub state: Arc<UpstreamState>,
@@ -413,6 +415,7 @@ async fn upstream_handle(
     }
     let uri = req.uri().clone();
     let (parts, body) = req.into_parts();
+    let echo_coding = parts.headers.get("x-echo-content-encoding").cloned();
     let body = body
         .collect()
         .await
@@ -435,11 +438,15 @@ async fn upstream_handle(
         .strip_prefix("/status/")
         .and_then(|s| s.parse::<u16>().ok())
         .unwrap_or(200);
-    Ok(Response::builder()
+    let mut resp = Response::builder()
         .status(status)
-        .header("x-upstream", "test")
-        .body(Full::new(Bytes::from(body)).boxed())
-        .unwrap())
+        .header("x-upstream", "test");
+    if let Some(ce) = echo_coding {
+        resp = resp
+            .header("content-type", "text/plain")
+            .header("content-encoding", ce);
+    }
+    Ok(resp.body(Full::new(Bytes::from(body)).boxed()).unwrap())
 }
 
 fn record<B>(st: &UpstreamState, req: Request<B>, body: Vec<u8>) {

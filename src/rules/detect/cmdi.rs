@@ -341,6 +341,9 @@ fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
         mode == Mode::Posix && !in_comment && (lx.quote != quote || !lx.stack.is_empty());
     let keep =
         |f: &Finding| (!line_error && !open_at_end) || f.powershell || (!line_error && f.tricked);
+    if let Some(c) = an.cmd.as_mut() {
+        c.last = true;
+    }
     let found = an.boundary(None, None).filter(keep);
     pending.filter(keep).or(found)
 }
@@ -1453,6 +1456,8 @@ struct Command {
     doc: bool,
     /// The first command after a break-out that opens the input.
     opening: bool,
+    /// It ends the input.
+    last: bool,
 }
 
 struct Analyzer {
@@ -1696,6 +1701,7 @@ impl Analyzer {
             mode: self.mode,
             doc: self.doc,
             opening: false,
+            last: false,
         })
     }
 
@@ -1737,10 +1743,17 @@ impl Command {
         // A backtick span after a blank or a bracket reads as Markdown
         // ("Both `hostname` and", "[`uname`]"): alone, no name counts there.
         let span = self.after == Some("`") && !tight;
+        // A word-like command is bare only glued to its operator, followed by
+        // another, in a substitution, or as all that follows a break-out
+        // opening the input (`; id`, `127.0.0.1 & dir`: what the
+        // application appends to its command line, and no prose).
         let bare_ok = !span
             && (self.class & BARE != 0
                 || (self.class & BARE_TIGHT != 0
-                    && (tight || terminated || matches!(self.after, Some("$(" | "<(" | ">(")))));
+                    && (tight
+                        || terminated
+                        || (self.opening && self.last)
+                        || matches!(self.after, Some("$(" | "<(" | ">(")))));
         if self.doc {
             // Code and prose quote commands with options, paths, variables
             // and pipes (`sort | uniq -c`, `RUN pip install -r x.txt`,
@@ -2255,6 +2268,11 @@ mod tests {
             "';echo QWERTY;'",
             "x\"&&echo ABC&&\"",
             "127.0.0.1;printf abc",
+            "; id",
+            "& dir",
+            "| id",
+            "127.0.0.1 ; ls",
+            "\nid",
             ";make x",
             "$(printf whoami)",
             "a <(echo x) b",
@@ -2272,6 +2290,12 @@ mod tests {
             "$(document).ready(fn)",
             "it's fine; echo that",
             ";echo",
+            "| id |",
+            "a; id",
+            "rock & dir",
+            "; id est",
+            "; ls -- the listing",
+            "x; top",
         ] {
             assert!(flagged(miss).is_none(), "{miss}");
         }
