@@ -165,6 +165,7 @@ fn inspect(set: &RuleSet, case: &Case, scratch: &mut EngineScratch) -> Verdict {
         method: case.parts.method.as_str(),
         path: case.parts.uri.path(),
         host: "shop.example.com",
+        body_as_args: view.body_as_args(),
     };
     set.evaluate(&fields, &facts, scratch).verdict
 }

@@ -541,6 +541,7 @@ impl Gateway {
                     method: req_method.as_str(),
                     path: req_uri.path(),
                     host: facts_host(req_host.as_ref(), &req_uri),
+                    body_as_args: false,
                 };
                 self.inspect_response(snap, rules, &facts, &parts, body, rec)
                     .await?
@@ -801,6 +802,7 @@ impl Gateway {
             method: parts.method.as_str(),
             path: parts.uri.path(),
             host,
+            body_as_args: unprocessable.is_none() && view.body_as_args(),
         };
         let ev = ENGINE_SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut s) => rules.evaluate(&fields, &facts, &mut s),

@@ -602,6 +602,7 @@ fn explain(
         method: parts.method.as_str(),
         path: parts.uri.path(),
         host,
+        body_as_args: unparseable.is_none() && view.body_as_args(),
     };
     let ev = set.evaluate(&fields, &facts, &mut EngineScratch::default());
     println!(

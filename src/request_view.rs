@@ -452,6 +452,14 @@ impl RequestView {
         })
     }
 
+    /// Was the body parsed into argument fields (a urlencoded form or a
+    /// JSON document), each of its bytes in an `args_post` value or an
+    /// `args_names` name? (A multipart body is not: its uploads are not
+    /// arguments.)
+    pub fn body_as_args(&self) -> bool {
+        matches!(self.body_kind, BodyKind::Form | BodyKind::Json)
+    }
+
     /// The inspected body (decoded), if there was one.
     pub fn body(&self) -> Option<&Bytes> {
         self.values(TargetKind::Body).next().map(|f| &f.value)

@@ -107,6 +107,69 @@ fn json_bodies_are_inspected_and_prose_passes() {
 }
 
 #[test]
+fn a_parsed_body_scores_once_through_its_fields_and_raw_bodies_still_score() {
+    // 950 looks at arguments, names, JSON and the raw body; 951 at the raw
+    // body only. Each is worth 3, the threshold is 5.
+    const BODY_PACK: &str = r#"pack: body
+rules:
+  - id: 950
+    name: jndi anywhere
+    severity: medium
+    targets: [args, args_names, json, body]
+    transforms: [url_decode]
+    match: {regex: "jndi:"}
+  - id: 951
+    name: marker in the raw body
+    severity: medium
+    targets: [body]
+    transforms: [url_decode]
+    match: {regex: "marker-b"}
+"#;
+    let up = Upstream::start();
+    let dir = TempDir::new("waf-body");
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/test.yaml"), BODY_PACK).unwrap();
+    let cfg = format!(
+        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{}\"\nwaf:\n  rules: [\"rules/*.yaml\"]\n  expose_rule_ids: true\n",
+        up.addr
+    );
+    let gw = Gateway::start_in(dir, &cfg);
+    let form = "application/x-www-form-urlencoded";
+    // A form or JSON body: 950 scores on the argument, not again on the
+    // body that holds it (3 < 5).
+    assert_eq!(
+        post(&gw, form, "", b"q=%24%7Bjndi%3Aldap%3A%2F%2Fx%7D").0,
+        200
+    );
+    assert_eq!(
+        post(&gw, "application/json", "", br#"{"q":"${jndi:ldap://x}"}"#).0,
+        200
+    );
+    // A rule that looks only at the raw body still sees a parsed one.
+    for (ctype, body) in [
+        (form, &b"q=%24%7Bjndi%3Aldap%3A%2F%2Fx%7D&n=marker-b"[..]),
+        (
+            "application/json",
+            br#"{"q":"${jndi:ldap://x}","n":"marker-b"}"#,
+        ),
+    ] {
+        let (status, _, resp) = post(&gw, ctype, "", body);
+        assert_eq!(status, 403, "{ctype}");
+        assert_eq!(
+            json(&resp)["rule_ids"],
+            serde_json::json!([950, 951]),
+            "{ctype}"
+        );
+    }
+    // An unparsed body is scored by every rule that looks at bodies.
+    assert_eq!(post(&gw, "text/plain", "", b"${jndi:ldap://x}").0, 200);
+    let (status, _, resp) = post(&gw, "text/plain", "", b"${jndi:ldap://x} marker-b");
+    assert_eq!(status, 403);
+    assert_eq!(json(&resp)["rule_ids"], serde_json::json!([950, 951]));
+    assert_eq!(up.requests().len(), 3);
+}
+
+#[test]
 fn headers_cookies_and_multipart_fields_are_targets() {
     let (_up, gw) = start("", "");
     assert_eq!(get(&gw, "/", "User-Agent: sqlmap/1.7.2#stable\r\n").0, 403);

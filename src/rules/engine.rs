@@ -73,6 +73,13 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub host: &'a str,
+    /// The raw body was parsed into fields (a urlencoded form or a JSON
+    /// document): each of its bytes is also in an `args_post` value, an
+    /// `args_names` name or a `json` key or leaf. A rule that looks at all
+    /// of those and at `body` then does not look at the body: the same
+    /// evidence would score twice, and the body would be scanned for
+    /// nothing new.
+    pub body_as_args: bool,
 }
 
 /// The rule-target kind of a view field's kind (`None`: no rule can name
@@ -256,6 +263,13 @@ struct KindPlan {
 
 const NOT_IN_PLAN: u32 = u32::MAX;
 
+/// `RuleSet::rule_kinds` bits of a rule that sees a parsed body through its
+/// arguments (see `args_cover_body`).
+const ARGS_COVER: u32 = 1 << TargetKind::Body as usize
+    | 1 << TargetKind::ArgsPost as usize
+    | 1 << TargetKind::ArgsNames as usize
+    | 1 << TargetKind::Json as usize;
+
 /// In `field_dyn`: the chain's guard ruled the field out (no rule of the
 /// chain can match it), so the chain did not run.
 const SKIPPED: u32 = u32::MAX;
@@ -347,6 +361,12 @@ pub struct RuleSet {
     checks: Vec<(usize, Check)>,
     /// Per rule: bit per kind one of its targets selects whole (no name).
     rule_kinds: Vec<u32>,
+    /// Bit per database whose rules all see a parsed body through its
+    /// arguments ([`RequestFacts::body_as_args`]); such a body skips them.
+    args_cover_dbs: u64,
+    /// Per chain: every rule of it that looks at `body` sees a parsed body
+    /// through its arguments, so such a body is not run through it.
+    args_cover_chain: Vec<bool>,
     exclusions: Vec<Exclusion>,
     threshold: u32,
     outbound_threshold: u32,
@@ -906,6 +926,13 @@ impl RuleSet {
         // (measured: ~600 of the 750 bytes the argument database scanned
         // for a 10-argument query).
         let uri_class = (1u32 << TargetKind::Uri as usize) | (1 << TargetKind::Query as usize);
+        // The body part of a rule that sees a parsed body through its
+        // arguments goes to a database of its own (class 4), which such a
+        // body skips (see `RequestFacts::body_as_args`); upload contents
+        // (class 5) are apart from raw bodies, so neither is scanned by the
+        // other's patterns.
+        let body_bit = 1u32 << TargetKind::Body as usize;
+        let files_bit = 1u32 << TargetKind::FilesContent as usize;
         // (database, kinds it serves for this rule), per rule.
         let memberships: Vec<Vec<(usize, u32)>> = rules
             .iter()
@@ -931,9 +958,11 @@ impl RuleSet {
                 let parts: Vec<((u32, usize), u32)> = if m & broad == 0 {
                     vec![((m, usize::MAX), m)]
                 } else {
+                    let body = if args_cover_body(r) { 4u32 } else { 2 };
                     [
                         (m & !body_class & !uri_class, 1u32),
-                        (m & body_class, 2u32),
+                        (m & body_bit, body),
+                        (m & files_bit, 5),
                         (m & uri_class, 3u32),
                     ]
                     .into_iter()
@@ -957,6 +986,11 @@ impl RuleSet {
                     .collect()
             })
             .collect();
+        let args_cover_dbs = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.0 == 4 && settings.backend != Backend::Pure)
+            .fold(0u64, |m, (d, _)| m | 1 << d);
         let n_dbs = memberships
             .iter()
             .flatten()
@@ -1110,6 +1144,14 @@ impl RuleSet {
                 plan.pos[*ci] = k as u32;
             }
         }
+        let args_cover_chain: Vec<bool> = (0..chains.len())
+            .map(|ci| {
+                (0..rules.len())
+                    .filter(|&ri| rule_chain[ri] == ci)
+                    .filter(|&ri| rules[ri].targets.iter().any(|t| t.kind == TargetKind::Body))
+                    .all(|ri| args_cover_body(&rules[ri]))
+            })
+            .collect();
         let rule_kinds: Vec<u32> = rules
             .iter()
             .map(|r| {
@@ -1173,6 +1215,8 @@ impl RuleSet {
             plans,
             checks,
             rule_kinds,
+            args_cover_dbs,
+            args_cover_chain,
             exclusions,
             threshold: settings.inbound_threshold,
             outbound_threshold: settings.outbound_threshold,
@@ -1290,7 +1334,14 @@ impl RuleSet {
             memo,
             ..
         } = scratch;
+        let body_as_args = facts.body_as_args;
         let wants = |ri: usize, f: &Field<'_>| {
+            if body_as_args
+                && f.kind == TargetKind::Body
+                && self.rule_kinds[ri] & ARGS_COVER == ARGS_COVER
+            {
+                return false;
+            }
             self.rule_kinds[ri] & 1 << f.kind as usize != 0
                 || self.rules[ri].targets.iter().any(|t| selects(t, f))
         };
@@ -1322,6 +1373,13 @@ impl RuleSet {
                     continue;
                 }
             };
+            // A parsed body is not scanned for the rules that see it
+            // through its arguments.
+            let (db_mask, covered) = if body_as_args && f.kind == TargetKind::Body {
+                (!self.args_cover_dbs, &self.args_cover_chain[..])
+            } else {
+                (u64::MAX, &[][..])
+            };
             let raw_classes = classes(f.value);
             let key = shape_key(f.kind, raw_classes);
             let shape = match shape_of.get(&key) {
@@ -1336,12 +1394,12 @@ impl RuleSet {
             let mut raw_entry = NONE;
             if shape.has_raw {
                 raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
-                cache.need(raw_entry, shape.raw_dbs, fi, f.kind);
+                cache.need(raw_entry, shape.raw_dbs & db_mask, fi, f.kind);
                 field_values.push(raw_entry as u32);
             }
             for &k in &shape.named_raw {
                 let (ci, ts) = &plan.chains[k as usize];
-                if !ts.iter().any(|t| selects(t, f)) {
+                if !ts.iter().any(|t| selects(t, f)) || covered.get(*ci) == Some(&true) {
                     continue;
                 }
                 if raw_entry == NONE {
@@ -1349,7 +1407,12 @@ impl RuleSet {
                     field_values.push(raw_entry as u32);
                 }
                 field_dyn.push((k, raw_entry as u32));
-                cache.need(raw_entry, self.chain_dbs[*ci] & plan.dbs, fi, f.kind);
+                cache.need(
+                    raw_entry,
+                    self.chain_dbs[*ci] & plan.dbs & db_mask,
+                    fi,
+                    f.kind,
+                );
             }
             if !shape.dynamic.is_empty() {
                 applied.clear();
@@ -1359,6 +1422,10 @@ impl RuleSet {
             for &k in &shape.dynamic {
                 let (ci, ts) = &plan.chains[k as usize];
                 if !plan.whole[k as usize] && !ts.iter().any(|t| selects(t, f)) {
+                    continue;
+                }
+                if covered.get(*ci) == Some(&true) {
+                    field_dyn.push((k, SKIPPED));
                     continue;
                 }
                 let info = &self.chains[*ci];
@@ -1406,7 +1473,7 @@ impl RuleSet {
                 field_dyn.push((k, e as u32));
                 // The databases this value is scanned with: those of its
                 // chains, among the ones that serve this kind of field.
-                cache.need(e, self.chain_dbs[*ci] & plan.dbs, fi, f.kind);
+                cache.need(e, self.chain_dbs[*ci] & plan.dbs & db_mask, fi, f.kind);
                 if !field_values[span.values.start..].contains(&(e as u32)) {
                     field_values.push(e as u32);
                 }
@@ -2012,6 +2079,26 @@ fn chain_guard(chain: &ChainInfo, rules: &[&Rule], nodes: &[Node]) -> Option<Gua
     })
 }
 
+/// Does the rule see a parsed body (see [`RequestFacts::body_as_args`])
+/// through its other fields: does it look at the whole body, every body
+/// value, every argument name and every JSON key and leaf? (A JSON key
+/// whose value is an empty object is a `json` field only.)
+fn args_cover_body(r: &Rule) -> bool {
+    let whole = |k: TargetKind| {
+        r.targets
+            .iter()
+            .any(|t| t.name.is_none() && kind_selects(t.kind, k))
+    };
+    [
+        TargetKind::Body,
+        TargetKind::ArgsPost,
+        TargetKind::ArgsNames,
+        TargetKind::Json,
+    ]
+    .into_iter()
+    .all(whole)
+}
+
 fn is_pattern(op: &Operator) -> bool {
     matches!(
         op,
@@ -2250,6 +2337,112 @@ rules:
     }
 
     #[test]
+    fn a_parsed_body_is_seen_through_its_fields_by_rules_that_look_at_them() {
+        const BODY_PACK: &str = r#"pack: b
+rules:
+  - id: 200
+    name: everywhere
+    severity: critical
+    targets: [args, args_names, json, body]
+    transforms: [url_decode]
+    match: {regex: "jndi:"}
+  - id: 201
+    name: body only
+    severity: critical
+    targets: [body]
+    transforms: [url_decode]
+    match: {regex: "jndi:"}
+  - id: 202
+    name: values and body
+    severity: critical
+    targets: [args, body]
+    transforms: [url_decode]
+    match: {regex: "jndi:"}
+  - id: 203
+    name: detector everywhere
+    severity: critical
+    targets: [args, args_names, json, body]
+    transforms: [url_decode]
+    match: {sqli: true}
+  - id: 204
+    name: everywhere, lowercased
+    severity: critical
+    targets: [args, args_names, json, body]
+    transforms: [url_decode, lowercase]
+    match: {regex: "jndi:"}
+"#;
+        let body = "q=%24%7Bjndi%3Aldap%3A%2F%2Fx%7D&id=1%27+or+1%3D1--";
+        let list = [
+            (TargetKind::ArgsPost, "q", "${jndi:ldap://x}"),
+            (TargetKind::ArgsNames, "q", "q"),
+            (TargetKind::ArgsPost, "id", "1' or 1=1--"),
+            (TargetKind::ArgsNames, "id", "id"),
+            (TargetKind::Body, "", body),
+        ];
+        let f = fields(&list);
+        for (backend, settings) in every_backend() {
+            let rs = set(BODY_PACK, &settings);
+            if backend != Backend::Pure {
+                assert_ne!(rs.args_cover_dbs, 0, "{backend}: no database of its own");
+            }
+            let mut sc = EngineScratch::default();
+            let unparsed = rs.evaluate(&f, &RequestFacts::default(), &mut sc);
+            let ids = |ev: &Evaluation| -> Vec<(u32, String)> {
+                hit_ids(ev)
+                    .into_iter()
+                    .map(|(id, t)| (id, t.to_string()))
+                    .collect()
+            };
+            let pair = |id: u32, t: &str| (id, t.to_string());
+            // An unparsed body is scored by every rule that looks at it.
+            assert_eq!(
+                ids(&unparsed),
+                vec![
+                    pair(200, "args_post:q"),
+                    pair(200, "body"),
+                    pair(201, "body"),
+                    pair(202, "args_post:q"),
+                    pair(202, "body"),
+                    pair(203, "args_post:id"),
+                    pair(203, "body"),
+                    pair(204, "args_post:q"),
+                    pair(204, "body"),
+                ],
+                "{backend}"
+            );
+            // A parsed one: not by the rules that see its fields.
+            let facts = RequestFacts {
+                body_as_args: true,
+                ..RequestFacts::default()
+            };
+            for _ in 0..2 {
+                let parsed = rs.evaluate(&f, &facts, &mut sc);
+                assert_eq!(
+                    ids(&parsed),
+                    vec![
+                        pair(200, "args_post:q"),
+                        pair(201, "body"),
+                        pair(202, "args_post:q"),
+                        pair(202, "body"),
+                        pair(203, "args_post:id"),
+                        pair(204, "args_post:q"),
+                    ],
+                    "{backend}"
+                );
+            }
+            // What a parsed body left unscanned is not recalled for an
+            // unparsed one.
+            let again = rs.evaluate(&f, &RequestFacts::default(), &mut sc);
+            assert_eq!(ids(&again), ids(&unparsed), "{backend}");
+            // And the body's own value, alone, still hits where it is
+            // the only field.
+            let alone = fields(&list[4..]);
+            let ev = rs.evaluate(&alone, &RequestFacts::default(), &mut sc);
+            assert_eq!(ev.hits.len(), 5, "{backend}: {:?}", ids(&ev));
+        }
+    }
+
+    #[test]
     fn scores_and_blocks() {
         let rs = set(
             &PACK.replace("    caseless: true\n", ""),
@@ -2449,6 +2642,7 @@ rules:
             method: "POST",
             path: "/api/comments",
             host: "",
+            ..RequestFacts::default()
         };
         let ev = rs.evaluate(&f, &facts, &mut sc);
         let targets: Vec<&str> = ev
