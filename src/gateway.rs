@@ -854,6 +854,15 @@ impl Gateway {
             .map_err(|_| Reject::BadRequest("invalid_target"))?;
 
         upstream::strip_hop_by_hop(&mut headers, websocket);
+        // Response rules that read bodies can decode gzip and deflate only:
+        // the upstream is not invited to answer in br or zstd.
+        if snap
+            .rules
+            .as_ref()
+            .is_some_and(|r| r.looks_at(crate::rules::schema::TargetKind::ResponseBody))
+        {
+            upstream::narrow_accept_encoding(&mut headers);
+        }
         // HTTP/2 carries the host in :authority; HTTP/1.0 may carry none.
         let host_value = match host_hdr {
             Some(h) => h,

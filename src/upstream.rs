@@ -144,6 +144,55 @@ const HOP_BY_HOP: &[HeaderName] = &[
 ];
 const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
 
+/// Narrows `Accept-Encoding` to the codings the response rules can read
+/// (`gzip`, `deflate`, `identity`), so that the upstream does not answer a
+/// text response in `br` or `zstd`, which would be scored on its status and
+/// headers only. The client still gets a compressed answer when it accepts
+/// gzip or deflate; when it accepts none of them, `identity` is asked for.
+/// Tokens keep their parameters (`gzip;q=0.8`); an absent header stays
+/// absent. Returns whether the header was changed.
+pub fn narrow_accept_encoding(h: &mut HeaderMap) -> bool {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut dropped = false;
+    for v in h.get_all(header::ACCEPT_ENCODING) {
+        let Ok(v) = v.to_str() else {
+            dropped = true;
+            continue;
+        };
+        for token in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let name = token.split(';').next().unwrap_or("").trim();
+            if ["gzip", "x-gzip", "deflate", "identity"]
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c))
+            {
+                kept.push(token);
+            } else {
+                dropped = true;
+            }
+        }
+    }
+    if !dropped {
+        return false;
+    }
+    let value = if kept.is_empty() {
+        "identity".to_string()
+    } else {
+        kept.join(", ")
+    };
+    match HeaderValue::from_str(&value) {
+        Ok(v) => {
+            h.insert(header::ACCEPT_ENCODING, v);
+        }
+        Err(_) => {
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
+    }
+    true
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
@@ -316,6 +365,40 @@ fn set(h: &mut HeaderMap, name: &'static str, v: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_encoding_is_narrowed_to_what_the_response_rules_read() {
+        let narrow = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            let changed = super::narrow_accept_encoding(&mut h);
+            let after: Vec<String> = h
+                .get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect();
+            (changed, after)
+        };
+        assert_eq!(
+            narrow(&["gzip, deflate, br, zstd"]),
+            (true, vec!["gzip, deflate".to_string()])
+        );
+        assert_eq!(
+            narrow(&["br;q=1.0, GZIP;q=0.8", "*;q=0.1"]),
+            (true, vec!["GZIP;q=0.8".to_string()])
+        );
+        assert_eq!(narrow(&["br"]), (true, vec!["identity".to_string()]));
+        assert_eq!(narrow(&["*"]), (true, vec!["identity".to_string()]));
+        // Nothing to drop: the header is left as it was, repeated or not.
+        assert_eq!(
+            narrow(&["gzip", "deflate;q=0.5"]),
+            (false, vec!["gzip".to_string(), "deflate;q=0.5".to_string()])
+        );
+        assert_eq!(narrow(&["identity"]), (false, vec!["identity".to_string()]));
+        assert_eq!(narrow(&[]), (false, Vec::<String>::new()));
+    }
 
     #[test]
     fn client_ip_trusts_only_configured_proxies() {

@@ -696,6 +696,33 @@ fn zlib(b: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn response_body_rules_ask_the_upstream_for_codings_they_can_read() {
+    let browser = "Accept-Encoding: gzip, deflate, br, zstd\r\n";
+    // With rules that read response bodies: br and zstd are not offered.
+    let (up, gw) = start_with_response_rules("");
+    assert_eq!(get(&gw, "/page", browser).0, 200);
+    assert_eq!(get(&gw, "/page", "Accept-Encoding: br\r\n").0, 200);
+    assert_eq!(get(&gw, "/page", "").0, 200);
+    let seen = up.requests();
+    assert_eq!(
+        seen[0].header("accept-encoding").as_deref(),
+        Some("gzip, deflate")
+    );
+    assert_eq!(
+        seen[1].header("accept-encoding").as_deref(),
+        Some("identity")
+    );
+    assert_eq!(seen[2].header("accept-encoding"), None);
+    // Without them the header goes on as the client sent it.
+    let (up, gw) = start("", "");
+    assert_eq!(get(&gw, "/page", browser).0, 200);
+    assert_eq!(
+        up.requests()[0].header("accept-encoding").as_deref(),
+        Some("gzip, deflate, br, zstd")
+    );
+}
+
+#[test]
 fn response_rules_in_detect_mode_log_and_pass() {
     let (_up, gw) = start_with_response_rules("  mode: detect\n");
     let leak = b"-----BEGIN RSA PRIVATE KEY-----\n";
