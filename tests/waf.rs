@@ -35,12 +35,20 @@ rules:
 
 /// A gateway in front of a recording upstream with `PACK` and extra `waf` keys.
 fn start(waf_extra: &str, limits: &str) -> (Upstream, Gateway) {
+    start_with_packs(&[("test", PACK)], &format!("{waf_extra}{limits}"))
+}
+
+/// A gateway in front of a recording upstream with `packs` (file stem,
+/// text) in `rules/`, rule ids exposed, and `extra` config after `waf`.
+fn start_with_packs(packs: &[(&str, &str)], extra: &str) -> (Upstream, Gateway) {
     let up = Upstream::start();
     let dir = TempDir::new("waf");
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
+    for (stem, text) in packs {
+        std::fs::write(dir.path().join(format!("rules/{stem}.yaml")), text).unwrap();
+    }
     let cfg = format!(
-        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{}\"\nwaf:\n  rules: [\"rules/*.yaml\"]\n  expose_rule_ids: true\n{waf_extra}{limits}",
+        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{}\"\nwaf:\n  rules: [\"rules/*.yaml\"]\n  expose_rule_ids: true\n{extra}",
         up.addr
     );
     (up, Gateway::start_in(dir, &cfg))
@@ -125,15 +133,7 @@ rules:
     transforms: [url_decode]
     match: {regex: "marker-b"}
 "#;
-    let up = Upstream::start();
-    let dir = TempDir::new("waf-body");
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/test.yaml"), BODY_PACK).unwrap();
-    let cfg = format!(
-        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{}\"\nwaf:\n  rules: [\"rules/*.yaml\"]\n  expose_rule_ids: true\n",
-        up.addr
-    );
-    let gw = Gateway::start_in(dir, &cfg);
+    let (up, gw) = start_with_packs(&[("body", BODY_PACK)], "");
     let form = "application/x-www-form-urlencoded";
     // A form or JSON body: 950 scores on the argument, not again on the
     // body that holds it (3 < 5).
@@ -586,16 +586,7 @@ rules:
 "#;
 
 fn start_with_response_rules(waf_extra: &str) -> (Upstream, Gateway) {
-    let up = Upstream::start();
-    let dir = TempDir::new("waf-resp");
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/test.yaml"), PACK).unwrap();
-    std::fs::write(dir.path().join("rules/leak.yaml"), RESPONSE_PACK).unwrap();
-    let cfg = format!(
-        "listen:\n  - addr: \"127.0.0.1:0\"\nupstream:\n  url: \"http://{}\"\nwaf:\n  rules: [\"rules/*.yaml\"]\n  expose_rule_ids: true\n{waf_extra}",
-        up.addr
-    );
-    (up, Gateway::start_in(dir, &cfg))
+    start_with_packs(&[("test", PACK), ("leak", RESPONSE_PACK)], waf_extra)
 }
 
 #[test]
