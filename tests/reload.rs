@@ -14,11 +14,7 @@ fn request_with_headers(n: usize) -> Vec<u8> {
 }
 
 fn metrics(gw: &Gateway) -> String {
-    let raw = raw_exchange(
-        gw.admin,
-        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
-    );
-    String::from_utf8_lossy(&raw).into_owned()
+    metrics_text(gw.admin)
 }
 
 #[test]

@@ -54,11 +54,7 @@ fn refused_upstream_is_502_and_counted() {
         .1
         .clone();
     assert_eq!(v["request_id"], rid.as_str());
-    let metrics = String::from_utf8(raw_exchange(
-        gw.admin,
-        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
-    ))
-    .unwrap();
+    let metrics = metrics_text(gw.admin);
     assert!(
         metrics.contains("portcullis_upstream_errors_total{kind=\"connect\"} 1"),
         "{metrics}"

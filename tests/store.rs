@@ -174,11 +174,7 @@ fn audited_actions_are_chained_records() {
     assert_eq!(v["action"], "block_ip");
     assert_eq!(v["hash"].as_str().map(str::len), Some(64));
     // The checkpoint after record 2 is exported in the metrics.
-    let raw = raw_exchange(
-        gw.admin,
-        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    );
-    let metrics = String::from_utf8_lossy(&raw).into_owned();
+    let metrics = metrics_text(gw.admin);
     let line = metrics
         .lines()
         .find(|l| l.starts_with("portcullis_audit_checkpoint{"))
@@ -592,13 +588,7 @@ fn secrets_never_reach_the_store_logs_or_metrics() {
         .to_string();
     assert!(q.contains("password=[masked]"), "{q}");
     assert!(q.contains("card=[masked]") || q.contains("****1111"), "{q}");
-    let metrics = {
-        let raw = raw_exchange(
-            gw.admin,
-            b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-        );
-        String::from_utf8_lossy(&raw).into_owned()
-    };
+    let metrics = metrics_text(gw.admin);
     let log = gw.stderr.lock().unwrap().join("\n");
     let dir = gw.dir.path().to_path_buf();
     let gw = gw.restart(false); // a clean stop flushes everything to disk

@@ -312,11 +312,7 @@ fn a_broken_pack_on_reload_leaves_the_old_rule_set_serving() {
     );
 
     // The admin API reports the same failure with file and line.
-    let m = String::from_utf8_lossy(&raw_exchange(
-        gw.admin,
-        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    ))
-    .into_owned();
+    let m = metrics_text(gw.admin);
     assert!(
         m.contains("portcullis_rules_reload_total{result=\"failure\"} 1"),
         "{m}"
@@ -656,11 +652,7 @@ fn response_rules_read_gzip_and_deflate_bodies_decompressed() {
     let out = send("gzip", b"not gzip at all");
     assert_eq!(status_of(&out), Some(200));
     assert!(out.ends_with(b"not gzip at all"));
-    let m = String::from_utf8_lossy(&raw_exchange(
-        gw.admin,
-        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    ))
-    .into_owned();
+    let m = metrics_text(gw.admin);
     assert!(
         m.contains("portcullis_upstream_errors_total{kind=\"undecodable_body\"} 1"),
         "{m}"

@@ -263,8 +263,10 @@ struct KindPlan {
 
 const NOT_IN_PLAN: u32 = u32::MAX;
 
-/// `RuleSet::rule_kinds` bits of a rule that sees a parsed body through its
-/// arguments (see `args_cover_body`).
+/// `RuleSet::rule_kinds` bits of a rule that sees a parsed body (see
+/// [`RequestFacts::body_as_args`]) through its other fields: it looks at the
+/// whole body, every body value, every argument name and every JSON key and
+/// leaf. (A JSON key whose value is an empty object is a `json` field only.)
 const ARGS_COVER: u32 = 1 << TargetKind::Body as usize
     | 1 << TargetKind::ArgsPost as usize
     | 1 << TargetKind::ArgsNames as usize
@@ -934,6 +936,20 @@ impl RuleSet {
         let body_bit = 1u32 << TargetKind::Body as usize;
         let files_bit = 1u32 << TargetKind::FilesContent as usize;
         // (database, kinds it serves for this rule), per rule.
+        let rule_kinds: Vec<u32> = rules
+            .iter()
+            .map(|r| {
+                TargetKind::ALL
+                    .iter()
+                    .filter(|&&kind| {
+                        r.targets
+                            .iter()
+                            .any(|t| t.name.is_none() && kind_selects(t.kind, kind))
+                    })
+                    .fold(0u32, |m, &kind| m | 1 << kind as usize)
+            })
+            .collect();
+        let covers = |ri: usize| rule_kinds[ri] & ARGS_COVER == ARGS_COVER;
         let memberships: Vec<Vec<(usize, u32)>> = rules
             .iter()
             .enumerate()
@@ -958,7 +974,7 @@ impl RuleSet {
                 let parts: Vec<((u32, usize), u32)> = if m & broad == 0 {
                     vec![((m, usize::MAX), m)]
                 } else {
-                    let body = if args_cover_body(r) { 4u32 } else { 2 };
+                    let body = if covers(i) { 4u32 } else { 2 };
                     [
                         (m & !body_class & !uri_class, 1u32),
                         (m & body_bit, body),
@@ -1149,20 +1165,7 @@ impl RuleSet {
                 (0..rules.len())
                     .filter(|&ri| rule_chain[ri] == ci)
                     .filter(|&ri| rules[ri].targets.iter().any(|t| t.kind == TargetKind::Body))
-                    .all(|ri| args_cover_body(&rules[ri]))
-            })
-            .collect();
-        let rule_kinds: Vec<u32> = rules
-            .iter()
-            .map(|r| {
-                TargetKind::ALL
-                    .iter()
-                    .filter(|&&kind| {
-                        r.targets
-                            .iter()
-                            .any(|t| t.name.is_none() && kind_selects(t.kind, kind))
-                    })
-                    .fold(0u32, |m, &kind| m | 1 << kind as usize)
+                    .all(covers)
             })
             .collect();
         let chain_dbs: Vec<u64> = (0..chains.len())
@@ -2077,26 +2080,6 @@ fn chain_guard(chain: &ChainInfo, rules: &[&Rule], nodes: &[Node]) -> Option<Gua
         // is computed by then.
         bytes: (suffix > 0 && set.iter().any(|&b| !b)).then(|| (node, Box::new(set))),
     })
-}
-
-/// Does the rule see a parsed body (see [`RequestFacts::body_as_args`])
-/// through its other fields: does it look at the whole body, every body
-/// value, every argument name and every JSON key and leaf? (A JSON key
-/// whose value is an empty object is a `json` field only.)
-fn args_cover_body(r: &Rule) -> bool {
-    let whole = |k: TargetKind| {
-        r.targets
-            .iter()
-            .any(|t| t.name.is_none() && kind_selects(t.kind, k))
-    };
-    [
-        TargetKind::Body,
-        TargetKind::ArgsPost,
-        TargetKind::ArgsNames,
-        TargetKind::Json,
-    ]
-    .into_iter()
-    .all(whole)
 }
 
 fn is_pattern(op: &Operator) -> bool {

@@ -501,6 +501,15 @@ pub fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The admin listener's `/metrics` answer (head and Prometheus text).
+pub fn metrics_text(admin: SocketAddr) -> String {
+    let raw = raw_exchange(
+        admin,
+        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    );
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
 /// Status code of the first response in `raw`, if any.
 pub fn status_of(raw: &[u8]) -> Option<u16> {
     let s = std::str::from_utf8(raw.get(..12)?).ok()?;
