@@ -299,6 +299,17 @@ pub mod class {
     pub const PATH_BYTES: u32 = 1 << 20;
     /// The three above.
     pub const DETECTOR_BYTES: u32 = XSS_BYTES | CMDI_BYTES | PATH_BYTES;
+    /// Not about transforms either: a byte that is not an ASCII letter,
+    /// digit or whitespace ([`PLAIN`](super::PLAIN) bytes). A value without
+    /// one is not scanned by the engine's databases whose every pattern
+    /// needs such a byte (a quote, a bracket, an operator).
+    pub const PUNCT: u32 = 1 << 21;
+}
+
+/// The bytes of plain text: ASCII letters, digits and whitespace (see
+/// [`class::PUNCT`]).
+pub const fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
 }
 
 const CLASS_TABLE: [u32; 256] = {
@@ -333,6 +344,9 @@ const CLASS_TABLE: [u32; 256] = {
             b'"' | b'\'' | b'^' | b',' | b';' | b'$' | b'`' => CMDLINE,
             _ => 0,
         };
+        if !is_plain(b) {
+            c |= PUNCT;
+        }
         if crate::rules::detect::xss::PREFILTER[i] {
             c |= XSS_BYTES;
         }
@@ -2668,6 +2682,15 @@ mod tests {
             .collect();
         assert_eq!(changing, vec![Lowercase, RemoveWhitespace, Cmdline]);
         assert!(Trim.may_change(classes(b" padded")) && Trim.may_change(classes(b"x\t")));
+        // Plain text has no PUNCT byte; any other byte is one.
+        assert_eq!(
+            classes(b"Value number 1\tof the FORM\r\n") & class::PUNCT,
+            0
+        );
+        for b in (0..=255u8).filter(|&b| !is_plain(b)) {
+            assert_ne!(classes(&[b'a', b, b'1']) & class::PUNCT, 0, "{b:#04x}");
+        }
+        assert_eq!((0..=255u8).filter(|&b| is_plain(b)).count(), 62 + 6);
     }
 
     #[test]
