@@ -300,7 +300,7 @@ pub mod class {
     /// The three above.
     pub const DETECTOR_BYTES: u32 = XSS_BYTES | CMDI_BYTES | PATH_BYTES;
     /// Not about transforms either: a byte that is not an ASCII letter,
-    /// digit or whitespace ([`PLAIN`](super::PLAIN) bytes). A value without
+    /// digit or whitespace (see [`is_plain`](super::is_plain)). A value without
     /// one is not scanned by the engine's databases whose every pattern
     /// needs such a byte (a quote, a bracket, an operator).
     pub const PUNCT: u32 = 1 << 21;
