@@ -629,6 +629,40 @@ fn join_repeats(col: &mut Collector, start: usize, kind: TargetKind) {
 // ---------------------------------------------------------------------------
 // Request line, headers, cookies, query
 
+/// At most this many tails of one path are inspected besides the whole path.
+const MAX_PATH_TAILS: usize = 8;
+
+/// Where the `path` values of a request start: the whole path (offset 0),
+/// then — when the path holds a byte a route slug does not — each tail that
+/// begins at a segment holding one. An application that routes
+/// `/proxy/{url}` or `/files/{name}` splices that segment as it would a
+/// parameter, and a payload there (`/p/| id`, `/p/{{7*7}}`,
+/// `/fetch/http://169.254.169.254/`) starts at the segment, not at the
+/// first `/`; rules written for values (anchored at the start, judging the
+/// whole value) read the tail as they read a parameter. The payload may
+/// itself hold `/`, so a tail runs to the end of the path rather than to
+/// the next `/`. Plain paths (`/api/v1/users/42`) get no tails: they cost
+/// nothing more.
+fn path_tails(path: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let slug = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~');
+    let plain = path.iter().all(slug);
+    let mut starts = Vec::new();
+    if !plain {
+        let mut seg = 0;
+        while seg < path.len() && starts.len() < MAX_PATH_TAILS {
+            let end = path[seg..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(path.len(), |e| seg + e);
+            if seg > 0 && !path[seg..end].iter().all(slug) {
+                starts.push(seg);
+            }
+            seg = end + 1;
+        }
+    }
+    std::iter::once(0).chain(starts)
+}
+
 /// Copies the method, URI and every header into one buffer (one allocation,
 /// whatever the header bytes) and exposes slices of it.
 fn request_line_and_headers(parts: &Parts, col: &mut Collector) -> Result<(), ViewError> {
@@ -689,12 +723,15 @@ fn request_line_and_headers(parts: &Parts, col: &mut Collector) -> Result<(), Vi
         arena.slice(m..uri_end),
         FieldRole::Value,
     );
-    col.alias(
-        TargetKind::Path,
-        none.clone(),
-        arena.slice(uri_end..path_end),
-        FieldRole::Value,
-    );
+    let whole = arena.slice(uri_end..path_end);
+    for start in path_tails(&whole) {
+        col.alias(
+            TargetKind::Path,
+            none.clone(),
+            whole.slice(start..),
+            FieldRole::Value,
+        );
+    }
     if query.is_some() {
         let q = arena.slice(path_end..query_end);
         col.alias(TargetKind::Query, none, q.clone(), FieldRole::Value);
@@ -2435,6 +2472,35 @@ mod tests {
             "http://example.com/p?q=1"
         );
         assert_eq!(v.get(TargetKind::Path, "").unwrap().value, "/p");
+    }
+
+    #[test]
+    fn a_path_with_an_unusual_segment_is_also_seen_from_that_segment_on() {
+        let paths = |uri: &str| {
+            let pr = parts("GET", uri, &[]);
+            let v = RequestView::build(&pr, b"", &ViewLimits::default()).unwrap();
+            v.get_all(TargetKind::Path, b"")
+                .map(|f| String::from_utf8_lossy(&f.value).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(paths("/api/v1/users/42.json"), ["/api/v1/users/42.json"]);
+        assert_eq!(
+            paths("/fetch/http://169.254.169.254/latest"),
+            [
+                "/fetch/http://169.254.169.254/latest",
+                "http://169.254.169.254/latest"
+            ]
+        );
+        assert_eq!(
+            paths("/%7B%7B7*7%7D%7D/x/%7C%20id"),
+            [
+                "/%7B%7B7*7%7D%7D/x/%7C%20id",
+                "%7B%7B7*7%7D%7D/x/%7C%20id",
+                "%7C%20id"
+            ]
+        );
+        let many = format!("/a{}", "/%20".repeat(40));
+        assert_eq!(paths(&many).len(), 1 + MAX_PATH_TAILS);
     }
 
     #[test]

@@ -129,6 +129,7 @@ enum Native {
     Cmdi,
     Path,
     SqliPath,
+    CmdiPath,
 }
 
 impl Native {
@@ -139,7 +140,7 @@ impl Native {
         use crate::rules::transform::class::{CMDI_BYTES, PATH_BYTES, XSS_BYTES};
         match self {
             Native::Xss => c & XSS_BYTES != 0,
-            Native::Cmdi => c & CMDI_BYTES != 0,
+            Native::Cmdi | Native::CmdiPath => c & CMDI_BYTES != 0,
             Native::Path => c & PATH_BYTES != 0,
             Native::Sqli | Native::SqliPath => true,
         }
@@ -1101,6 +1102,7 @@ impl RuleSet {
                 Operator::SqliPath => checks.push((i, Check::Native(Native::SqliPath))),
                 Operator::Xss => checks.push((i, Check::Native(Native::Xss))),
                 Operator::Cmdi => checks.push((i, Check::Native(Native::Cmdi))),
+                Operator::CmdiPath => checks.push((i, Check::Native(Native::CmdiPath))),
                 Operator::PathTraversal => checks.push((i, Check::Native(Native::Path))),
                 Operator::IpIn(n) => checks.push((i, Check::IpIn(n.clone()))),
                 Operator::LengthGt(n) => checks.push((i, Check::LengthGt(*n))),
@@ -2157,6 +2159,7 @@ fn run_check(check: &Check, value: &[u8]) -> Option<Detection> {
         Check::Native(Native::SqliPath) => detect::sqli::detect_path(value),
         Check::Native(Native::Xss) => detect::xss::detect(value),
         Check::Native(Native::Cmdi) => detect::cmdi::detect(value),
+        Check::Native(Native::CmdiPath) => detect::cmdi::detect_path(value),
         Check::Native(Native::Path) => detect::path::detect(value),
         Check::IpIn(nets) => {
             let s = std::str::from_utf8(value).ok()?;

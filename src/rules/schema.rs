@@ -68,6 +68,10 @@ struct FileMatch {
     sqli_path: Option<bool>,
     xss: Option<bool>,
     cmdi: Option<bool>,
+    /// The shell tokenizer on the tails of a URL path (the segments from an
+    /// unusual one on), never on the whole path, which reads as a command
+    /// given by absolute path (`/head`).
+    cmdi_path: Option<bool>,
     path_traversal: Option<bool>,
     ip_in: Option<Vec<S<String>>>,
     length_gt: Option<u64>,
@@ -328,6 +332,8 @@ pub enum Operator {
     SqliPath,
     Xss,
     Cmdi,
+    /// [`Operator::Cmdi`] on the tails of a path, not the whole path.
+    CmdiPath,
     PathTraversal,
     IpIn(Vec<ipnet::IpNet>),
     LengthGt(u64),
@@ -599,6 +605,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
         (m.sqli_path, Operator::SqliPath),
         (m.xss, Operator::Xss),
         (m.cmdi, Operator::Cmdi),
+        (m.cmdi_path, Operator::CmdiPath),
         (m.path_traversal, Operator::PathTraversal),
     ] {
         if flag == Some(true) {
@@ -636,7 +643,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
         );
     }
     if ops.len() != 1 {
-        errs.at(&r.matcher, "rules.match", "exactly one operator is required (regex, phrases, phrases_file, contains, equals, starts_with, sqli, sqli_path, xss, cmdi, path_traversal, ip_in, length_gt)");
+        errs.at(&r.matcher, "rules.match", "exactly one operator is required (regex, phrases, phrases_file, contains, equals, starts_with, sqli, sqli_path, xss, cmdi, cmdi_path, path_traversal, ip_in, length_gt)");
     }
     let mode = r.mode.as_ref().and_then(|m| {
         let v = Mode::parse(&m.value);

