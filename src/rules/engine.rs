@@ -130,6 +130,7 @@ enum Native {
     Path,
     SqliPath,
     CmdiPath,
+    Base64,
 }
 
 impl Native {
@@ -137,12 +138,17 @@ impl Native {
     /// when the value holds no byte of its pre-filter (see
     /// `transform::class::XSS_BYTES`): the call is skipped, not its answer.
     fn may_find(self, c: Classes) -> bool {
-        use crate::rules::transform::class::{CMDI_BYTES, PATH_BYTES, XSS_BYTES};
+        use crate::rules::transform::class::{
+            CMDI_BYTES, EMPTY, NOT_BASE64, PATH_BYTES, PERCENT_PLUS, XSS_BYTES,
+        };
         match self {
             Native::Xss => c & XSS_BYTES != 0,
             Native::Cmdi | Native::CmdiPath => c & CMDI_BYTES != 0,
             Native::Path => c & PATH_BYTES != 0,
             Native::Sqli | Native::SqliPath => true,
+            // Base64 (a URL path of base64 segments is all base64 bytes
+            // too), perhaps with `%2B`-style escapes.
+            Native::Base64 => c & EMPTY == 0 && (c & NOT_BASE64 == 0 || c & PERCENT_PLUS != 0),
         }
     }
 }
@@ -1103,6 +1109,7 @@ impl RuleSet {
                 Operator::Xss => checks.push((i, Check::Native(Native::Xss))),
                 Operator::Cmdi => checks.push((i, Check::Native(Native::Cmdi))),
                 Operator::CmdiPath => checks.push((i, Check::Native(Native::CmdiPath))),
+                Operator::Base64Payload => checks.push((i, Check::Native(Native::Base64))),
                 Operator::PathTraversal => checks.push((i, Check::Native(Native::Path))),
                 Operator::IpIn(n) => checks.push((i, Check::IpIn(n.clone()))),
                 Operator::LengthGt(n) => checks.push((i, Check::LengthGt(*n))),
@@ -2160,6 +2167,7 @@ fn run_check(check: &Check, value: &[u8]) -> Option<Detection> {
         Check::Native(Native::Xss) => detect::xss::detect(value),
         Check::Native(Native::Cmdi) => detect::cmdi::detect(value),
         Check::Native(Native::CmdiPath) => detect::cmdi::detect_path(value),
+        Check::Native(Native::Base64) => detect::encoded::detect(value),
         Check::Native(Native::Path) => detect::path::detect(value),
         Check::IpIn(nets) => {
             let s = std::str::from_utf8(value).ok()?;

@@ -72,6 +72,9 @@ struct FileMatch {
     /// unusual one on), never on the whole path, which reads as a command
     /// given by absolute path (`/head`).
     cmdi_path: Option<bool>,
+    /// The SQL, HTML, shell and path detectors on the text a base64 value
+    /// (or `/`-separated segment) encodes.
+    base64_payload: Option<bool>,
     path_traversal: Option<bool>,
     ip_in: Option<Vec<S<String>>>,
     length_gt: Option<u64>,
@@ -334,6 +337,8 @@ pub enum Operator {
     Cmdi,
     /// [`Operator::Cmdi`] on the tails of a path, not the whole path.
     CmdiPath,
+    /// The native detectors on the text a base64 value encodes.
+    Base64Payload,
     PathTraversal,
     IpIn(Vec<ipnet::IpNet>),
     LengthGt(u64),
@@ -606,6 +611,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
         (m.xss, Operator::Xss),
         (m.cmdi, Operator::Cmdi),
         (m.cmdi_path, Operator::CmdiPath),
+        (m.base64_payload, Operator::Base64Payload),
         (m.path_traversal, Operator::PathTraversal),
     ] {
         if flag == Some(true) {
@@ -643,7 +649,7 @@ fn validate_rule(errs: &mut Errs<'_>, base: &Path, file: &Path, r: FileRule) -> 
         );
     }
     if ops.len() != 1 {
-        errs.at(&r.matcher, "rules.match", "exactly one operator is required (regex, phrases, phrases_file, contains, equals, starts_with, sqli, sqli_path, xss, cmdi, cmdi_path, path_traversal, ip_in, length_gt)");
+        errs.at(&r.matcher, "rules.match", "exactly one operator is required (regex, phrases, phrases_file, contains, equals, starts_with, sqli, sqli_path, xss, cmdi, cmdi_path, base64_payload, path_traversal, ip_in, length_gt)");
     }
     let mode = r.mode.as_ref().and_then(|m| {
         let v = Mode::parse(&m.value);

@@ -2,6 +2,7 @@
 //! contexts an application would use, forms injected structure.
 
 pub mod cmdi;
+pub mod encoded;
 pub mod path;
 pub mod sqli;
 pub mod xss;

@@ -1,0 +1,227 @@
+//! Injection hidden in a base64-encoded value: an application that decodes
+//! a parameter (`?data=JyBPUiAxPTEtLQ`, a base64 JSON field, a path segment
+//! holding an encoded name) hands the decoded text to SQL, HTML or a shell,
+//! where the other rules never saw it.
+//!
+//! A value is decoded only when it *is* base64 of text: the whole value
+//! (trimmed; or, for a URL path, one of its `/`-separated segments, since
+//! routes put an encoded name in a segment) is in the standard or URL-safe
+//! alphabet with valid padding (`%2B`, `%2F`, `%3D` read as `+`, `/`, `=`,
+//! as cookies and paths carry them), at least
+//! [`MIN_ENCODED`] characters long, and decodes to UTF-8 without control
+//! characters other than tab, CR and LF. Words, numbers, hashes and random
+//! tokens decode to bytes that are not text, so they are never judged. The
+//! decoded text then goes through the SQL, HTML, shell and path detectors,
+//! each in all the contexts it knows; the first finding wins and is
+//! reported as `base64+<context>`.
+
+use super::{Detection, cmdi, path, sqli, xss};
+use crate::rules::transform::{Transform, apply};
+use std::borrow::Cow;
+
+/// Shortest encoded value judged: 8 characters decode to 6 bytes, enough
+/// for `;id #`, `'--`-style probes; shorter values are words.
+const MIN_ENCODED: usize = 8;
+
+/// Longest value decoded (the detectors read at most about as much).
+const MAX_ENCODED: usize = 8 * 1024;
+
+/// At most this many `/`-separated segments of one value are tried.
+const MAX_SEGMENTS: usize = 16;
+
+/// Whether `b` may appear in base64 (standard or URL-safe, with padding).
+fn in_alphabet(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+}
+
+/// `%2B`, `%2F` and `%3D` (either case) as `+`, `/` and `=`: a cookie,
+/// header or path carries base64 with those escaped. `None` when another
+/// escape is present (then the value is not base64).
+fn unescape(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let code = s.get(i + 1..i + 3)?;
+            out.push(match code.to_ascii_uppercase().as_slice() {
+                b"2B" => b'+',
+                b"2F" => b'/',
+                b"3D" => b'=',
+                _ => return None,
+            });
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The text `s` encodes, when it is base64 of text (see the module docs).
+fn decode_text(s: &[u8]) -> Option<Vec<u8>> {
+    let s = s.trim_ascii();
+    if s.len() < MIN_ENCODED
+        || s.len() > MAX_ENCODED
+        || !s.iter().all(|&b| in_alphabet(b) || b == b'%')
+    {
+        return None;
+    }
+    // Hex only is a number, hash or id (base64 of text has letters past
+    // `f`). Letters only can be base64 (`' OR 1=1--` is `JyBPUiAxPTEtLQ`);
+    // words decode to bytes that are not text.
+    if s.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let escaped;
+    let s = if s.contains(&b'%') {
+        escaped = unescape(s)?;
+        &escaped[..]
+    } else {
+        s
+    };
+    let Cow::Owned(out) = apply(Transform::Base64Decode, s) else {
+        return None;
+    };
+    let text = std::str::from_utf8(&out).ok()?;
+    let printable = text
+        .chars()
+        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
+    // The detectors need punctuation; plain decoded words are not judged.
+    let punct = out.iter().any(|b| b.is_ascii_punctuation());
+    (printable && punct).then_some(out)
+}
+
+/// The detectors, in order, on decoded text.
+fn judge(text: &[u8]) -> Option<Detection> {
+    let found = [
+        (sqli::detect as fn(&[u8]) -> Option<Detection>, "base64+sql"),
+        (xss::detect, "base64+html"),
+        (cmdi::detect, "base64+shell"),
+        (path::detect, "base64+path"),
+    ];
+    found.into_iter().find_map(|(detect, context)| {
+        detect(text).map(|d| Detection {
+            context,
+            detail: format!("{}: {}", d.context, d.detail),
+        })
+    })
+}
+
+/// Decides whether `input`, or (for a URL path) one of its segments, is
+/// base64 of text that one of the detectors flags.
+pub fn detect(input: &[u8]) -> Option<Detection> {
+    if input.len() < MIN_ENCODED {
+        return None;
+    }
+    // A leading `/` would decode to a byte 0xFC-0xFF, never text: such a
+    // value is a URL path, judged segment by segment.
+    if input.first() != Some(&b'/') {
+        return decode_text(input).and_then(|text| judge(&text));
+    }
+    input
+        .split(|&b| b == b'/')
+        .filter(|s| s.len() >= MIN_ENCODED)
+        .take(MAX_SEGMENTS)
+        .filter_map(decode_text)
+        .find_map(|text| judge(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        // A tiny encoder for the tests (standard alphabet, padded).
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn encoded_payloads_are_found_in_their_context() {
+        let cases = [
+            ("' OR 1=1--", "base64+sql"),
+            ("1 UNION SELECT username, password FROM users", "base64+sql"),
+            ("<script>alert(1)</script>", "base64+html"),
+            ("\"><img src=x onerror=alert(1)>", "base64+html"),
+            ("; cat /etc/passwd", "base64+shell"),
+            ("$(sleep 5)", "base64+shell"),
+            ("../../../../etc/passwd", "base64+path"),
+        ];
+        for (payload, context) in cases {
+            let enc = b64(payload);
+            let d = detect(enc.as_bytes()).unwrap_or_else(|| panic!("{payload}: {enc}"));
+            assert_eq!(d.context, context, "{payload}");
+            // Without padding, URL-safe, and as a segment of a path.
+            let flat = enc
+                .trim_end_matches('=')
+                .replace('+', "-")
+                .replace('/', "_");
+            assert!(detect(flat.as_bytes()).is_some(), "{payload}: {flat}");
+            let escaped = enc
+                .replace('+', "%2B")
+                .replace('/', "%2f")
+                .replace('=', "%3D");
+            assert!(detect(escaped.as_bytes()).is_some(), "{payload}: {escaped}");
+            let in_path = format!("/api/items/{flat}/view");
+            assert!(detect(in_path.as_bytes()).is_some(), "{payload}: {in_path}");
+        }
+    }
+
+    #[test]
+    fn ordinary_values_are_not_decoded_or_pass() {
+        let benign = [
+            // Words, numbers, identifiers, hashes, random tokens.
+            "helloworld",
+            "Password1234",
+            "1234567890123",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "5f4dcc3b5aa765d61d8327deb882cf99",
+            "dGhpcyBpcyBub3QgYW4gYXR0YWNr", // "this is not an attack"
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", // {"alg":"HS256","typ":"JWT"}
+            "eyJ1c2VyIjoiam9obiIsInJvbGVzIjpbImFkbWluIl19",
+            "dXNlcjpwYXNzd29yZA==",                         // user:password
+            "aHR0cHM6Ly9leGFtcGxlLmNvbS9wYXRoP3g9MSZ5PTI=", // https://example.com/path?x=1&y=2
+            "SGVsbG8sIFdvcmxkIQ==",                         // Hello, World!
+            "TydSZWlsbHkgTWVkaWE=",                         // O'Reilly Media
+            "x3JtY2FjaGU6c2Vzc2lvbjoxMjM0NQ",
+            "/api/v1/users/42/orders",
+            "/static/js/app.4f3a2b1c.js",
+            "the quick brown fox jumps over the lazy dog",
+            "Lorem ipsum dolor sit amet consectetur",
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk",
+        ];
+        for v in benign {
+            assert!(detect(v.as_bytes()).is_none(), "{v}");
+        }
+        // Decoded text the detectors do flag is still only judged when the
+        // whole value (or a whole segment) is base64.
+        let enc = b64("' OR 1=1--");
+        assert!(detect(format!("{enc} and more").as_bytes()).is_none());
+        assert!(detect(format!("x/{enc}").as_bytes()).is_none());
+        assert!(detect(format!("{enc}%41").as_bytes()).is_none());
+    }
+
+    #[test]
+    fn random_bytes_do_not_panic() {
+        const ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ ";
+        super::super::random_inputs(ALPHABET, 0x9E37_79B9_7F4A_7C15, |buf| {
+            let _ = detect(buf);
+        });
+    }
+}
