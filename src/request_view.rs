@@ -504,8 +504,140 @@ fn build_inner(
             limits,
         )?;
     }
+    graphql_literals(&mut col)?;
     view.fields = col.fields;
     Ok(view)
+}
+
+// ---------------------------------------------------------------------------
+// GraphQL
+
+/// At most this many string literals of one GraphQL document become fields.
+const MAX_GRAPHQL_LITERALS: usize = 256;
+
+/// A GraphQL document carried in a `query` parameter or JSON member
+/// (`{"query": "query { user(name: \"…\") { id } }"}`, `GET
+/// /graphql?query=…`): each string literal in it is an argument the
+/// resolver hands on as a parameter, so it becomes a field of its own
+/// (same kind and name as the document: `json` + `args_post`, or
+/// `args_get`). Judged inside the whole document, a payload is followed by
+/// the rest of the query (`admin'--") { id } }`) and reads differently.
+/// Variables are JSON members already.
+fn graphql_literals(col: &mut Collector) -> Result<(), ViewError> {
+    let docs: Vec<(TargetKind, Bytes, Bytes)> = col
+        .fields
+        .iter()
+        .filter(|f| {
+            f.role == FieldRole::Value
+                && matches!(f.kind, TargetKind::Json | TargetKind::ArgsGet)
+                && (f.name == "query" || f.name.ends_with(b".query"))
+                && looks_like_graphql(&f.value)
+        })
+        .map(|f| (f.kind, f.name.clone(), f.value.clone()))
+        .collect();
+    for (kind, name, doc) in docs {
+        for lit in string_literals(&doc).into_iter().take(MAX_GRAPHQL_LITERALS) {
+            let lit = Bytes::from(lit);
+            col.push(kind, name.clone(), lit.clone(), FieldRole::Value)?;
+            if kind == TargetKind::Json {
+                col.alias(TargetKind::ArgsPost, name.clone(), lit, FieldRole::Value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A GraphQL executable document: a selection set, or an operation or
+/// fragment keyword, first.
+fn looks_like_graphql(v: &[u8]) -> bool {
+    let v = v.trim_ascii_start();
+    if v.first() == Some(&b'{') {
+        // Not JSON text (`{"a": 1}`): a selection starts with a name.
+        return v[1..]
+            .trim_ascii_start()
+            .first()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_' || *b == b'.');
+    }
+    ["query", "mutation", "subscription", "fragment"]
+        .iter()
+        .any(|k| {
+            v.strip_prefix(k.as_bytes()).is_some_and(|rest| {
+                rest.first()
+                    .is_some_and(|b| b.is_ascii_whitespace() || matches!(b, b'{' | b'('))
+            })
+        })
+}
+
+/// The values of the string literals of a GraphQL document: `"…"` with its
+/// escapes decoded, and `"""…"""` block strings as written; `#` comments
+/// skipped. Empty literals are left out.
+fn string_literals(doc: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < doc.len() {
+        match doc[i] {
+            b'#' => {
+                i = doc[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(doc.len(), |e| i + e + 1);
+            }
+            b'"' if doc[i..].starts_with(b"\"\"\"") => {
+                let start = i + 3;
+                let mut j = start;
+                let end = loop {
+                    match doc.get(j..j + 3) {
+                        None => break doc.len(),
+                        Some(b"\"\"\"") if doc[j - 1] != b'\\' => break j,
+                        _ => j += 1,
+                    }
+                };
+                out.push(doc[start..end].to_vec());
+                i = end + 3;
+            }
+            b'"' => {
+                let mut lit = Vec::new();
+                let mut j = i + 1;
+                while j < doc.len() && doc[j] != b'"' && doc[j] != b'\n' {
+                    if doc[j] == b'\\' && j + 1 < doc.len() {
+                        j += 1;
+                        match doc[j] {
+                            b'n' => lit.push(b'\n'),
+                            b'r' => lit.push(b'\r'),
+                            b't' => lit.push(b'\t'),
+                            b'b' => lit.push(0x08),
+                            b'f' => lit.push(0x0C),
+                            b'u' => {
+                                let hex = doc.get(j + 1..j + 5).and_then(|h| {
+                                    std::str::from_utf8(h)
+                                        .ok()
+                                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                });
+                                match hex {
+                                    Some(cp) => {
+                                        let c = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                                        let mut buf = [0u8; 4];
+                                        lit.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                                        j += 4;
+                                    }
+                                    None => lit.push(b'u'),
+                                }
+                            }
+                            other => lit.push(other),
+                        }
+                    } else {
+                        lit.push(doc[j]);
+                    }
+                    j += 1;
+                }
+                out.push(lit);
+                i = j + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out.retain(|l| !l.is_empty());
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -2911,6 +3043,62 @@ mod tests {
         assert_eq!(leaf.name, "kkkkkkkk");
         // The long key itself is still inspected whole.
         assert!(v.values(TargetKind::Json).any(|f| f.value.len() == 50));
+    }
+
+    #[test]
+    fn graphql_string_literals_are_fields_of_their_own() {
+        let body = br#"{"query": "query Q { user(name: \"admin'--\", note: \"\\u003cb\\u003e \\\"x\\\"\") { id } } # \"not\"", "variables": {"id": "7"}}"#;
+        let v = post("application/json", body).unwrap();
+        let lits: Vec<String> = v
+            .get_all(TargetKind::Json, b"query")
+            .filter(|f| f.role == FieldRole::Value)
+            .skip(1)
+            .map(|f| String::from_utf8_lossy(&f.value).into_owned())
+            .collect();
+        assert_eq!(lits, ["admin'--", "<b> \"x\""]);
+        assert!(has(&v, TargetKind::ArgsPost, "query", "admin'--"));
+        assert!(has(&v, TargetKind::Json, "variables.id", "7"));
+        // Block strings, batched operations, and GET.
+        let batch =
+            br#"[{"query": "mutation { post(body: \"\"\"line \"one\"\n;id\"\"\") { id } }"}]"#;
+        let v = post("application/json", batch).unwrap();
+        assert!(has(&v, TargetKind::Json, "[0].query", "line \"one\"\n;id"));
+        let pr = parts(
+            "GET",
+            "/graphql?query=%7Bu(n%3A%22x%27--%22)%7Bid%7D%7D",
+            &[],
+        );
+        let v = RequestView::build(&pr, b"", &ViewLimits::default()).unwrap();
+        assert!(has(&v, TargetKind::ArgsGet, "query", "x'--"));
+        // JSON text or prose under a `query` key is not GraphQL.
+        for not_gql in [
+            &br#"{"query": "{\"a\": \"b\"}"}"#[..],
+            br#"{"query": "queryable \"x\""}"#,
+        ] {
+            let v = post("application/json", not_gql).unwrap();
+            let values = v.get_all(TargetKind::Json, b"query");
+            assert_eq!(values.filter(|f| f.role == FieldRole::Value).count(), 1);
+        }
+    }
+
+    #[test]
+    fn graphql_literal_scanner_takes_any_bytes() {
+        // xorshift over the bytes the scanner branches on.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let alphabet = b"\"\\#\nu0a{}() q";
+        for _ in 0..2000 {
+            let len = (x % 64) as usize;
+            let doc: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let _ = string_literals(&doc);
+            let _ = looks_like_graphql(&doc);
+        }
     }
 
     #[test]
