@@ -308,8 +308,10 @@ struct FieldSpan {
     dyns: std::ops::Range<usize>,
     /// Its raw value's entry, when a chain sees it.
     raw: usize,
-    /// Not skipped by an exclusion, and its kind has a plan.
+    /// Not skipped by an exclusion or as clean, and its kind has a plan.
     active: bool,
+    /// Its [`CleanFields`] key, when it may be kept as clean.
+    clean_key: Option<u64>,
 }
 
 /// The memo key of a field's shape (mixed: the map trusts its keys' bits).
@@ -407,6 +409,83 @@ pub struct EngineScratch {
     bufs: Buffers,
     /// What earlier requests' recurring values were found to match.
     memo: Memo,
+    /// Recurring fields found clean by earlier requests.
+    clean: CleanFields,
+}
+
+/// Fields of the recurring kinds ([`MEMO_KINDS`]: header names and values,
+/// argument and cookie names, the method and path) that an earlier request
+/// of this thread found clean: no pattern matched any of the values its
+/// chains produced, no detector found anything and no negated rule fired.
+/// What a field scores is a function of its kind, name and value alone
+/// (exclusions only take hits away), so such a field is skipped, not
+/// evaluated again: a browser's dozen headers and a form's field names cost
+/// a lookup. Slots are direct-mapped by the thread's keyed hash and hold
+/// the bytes, which are compared (a hash match alone never skips a field);
+/// a field with any hit, even one an exclusion or a shadow mode silenced,
+/// is never kept. Emptied when the rule set changes.
+#[derive(Default)]
+struct CleanFields {
+    slots: Vec<CleanSlot>,
+    hits: u64,
+}
+
+#[derive(Default)]
+struct CleanSlot {
+    hash: u64,
+    kind: u8,
+    name_len: usize,
+    /// Name then value.
+    bytes: Vec<u8>,
+}
+
+const CLEAN_SLOTS: usize = 4096;
+/// A longer name plus value is not kept (a `User-Agent` or `Accept` fits).
+const CLEAN_MAX: usize = 320;
+
+impl CleanFields {
+    /// The key of `f`, when a field of its kind and size may be kept.
+    fn key(f: &Field<'_>) -> Option<u64> {
+        (MEMO_KINDS & 1 << f.kind as usize != 0 && f.name.len() + f.value.len() <= CLEAN_MAX).then(
+            || {
+                let n = value_hash(f.name);
+                let v = value_hash(f.value);
+                (n.rotate_left(17) ^ v).wrapping_add(f.kind as u64)
+            },
+        )
+    }
+
+    fn slot(&self, key: u64) -> Option<&CleanSlot> {
+        self.slots.get(key as usize % CLEAN_SLOTS)
+    }
+
+    /// Was `f` (whose key is `key`) found clean?
+    fn has(&mut self, key: u64, f: &Field<'_>) -> bool {
+        let found = self.slot(key).is_some_and(|s| {
+            s.hash == key
+                && s.kind == f.kind as u8
+                && s.name_len == f.name.len()
+                && s.bytes.len() == f.name.len() + f.value.len()
+                && s.bytes[..s.name_len] == *f.name
+                && s.bytes[s.name_len..] == *f.value
+        });
+        self.hits += u64::from(found);
+        found
+    }
+
+    fn keep(&mut self, key: u64, f: &Field<'_>) {
+        if self.slots.is_empty() {
+            self.slots.resize_with(CLEAN_SLOTS, CleanSlot::default);
+        }
+        if let Some(s) = self.slots.get_mut(key as usize % CLEAN_SLOTS) {
+            s.hash = key;
+            s.kind = f.kind as u8;
+            s.name_len = f.name.len();
+            s.bytes.clear();
+            s.bytes.extend_from_slice(f.name);
+            s.bytes.extend_from_slice(f.value);
+        }
+    }
 }
 
 /// Scan and detector results of short values that recur across requests
@@ -836,6 +915,12 @@ impl EngineScratch {
         self.memo.hits
     }
 
+    /// Fields skipped because an earlier request found them clean (see
+    /// [`CleanFields`]).
+    pub fn clean_hits(&self) -> u64 {
+        self.clean.hits
+    }
+
     /// Fits the scratch to `set` (once per thread per rule set).
     fn fit(&mut self, set: &RuleSet) {
         if self.uid != set.uid {
@@ -844,6 +929,7 @@ impl EngineScratch {
             self.shapes.clear();
             self.shape_of.clear();
             self.memo = Memo::default();
+            self.clean = CleanFields::default();
         }
     }
 }
@@ -1401,6 +1487,7 @@ impl RuleSet {
             ends,
             joined,
             memo,
+            clean,
             ..
         } = scratch;
         let body_as_args = facts.body_as_args;
@@ -1435,6 +1522,7 @@ impl RuleSet {
                 dyns: field_dyn.len()..field_dyn.len(),
                 raw: NONE,
                 active: false,
+                clean_key: None,
             };
             let plan = match self.plans.get(f.kind as usize) {
                 Some(plan) if !excl.skips_target(f) => plan,
@@ -1443,6 +1531,14 @@ impl RuleSet {
                     continue;
                 }
             };
+            span.clean_key = CleanFields::key(f);
+            if let Some(key) = span.clean_key
+                && clean.has(key, f)
+            {
+                span.clean_key = None;
+                spans.push(span);
+                continue;
+            }
             // A parsed body is not scanned for the rules that see it
             // through its arguments.
             let (db_mask, covered) = if body_as_args && f.kind == TargetKind::Body {
@@ -1681,21 +1777,27 @@ impl RuleSet {
                     None => NONE,
                 }
             };
+            // Did any rule match the field (whether or not it scored: an
+            // exclusion or another field may have taken the hit), or a
+            // scan fail? Then it is not kept as clean.
+            let mut touched = false;
             // Pattern rules: only values a database matched in.
             for &e in &field_values[span.values.clone()] {
                 let e = e as usize;
                 let entry = &cache.entries[e];
+                touched |= entry.error;
                 if entry.error || entry.matched.is_empty() {
                     continue;
                 }
                 for &ri in &entry.matched {
-                    if !self.rules[ri].negate
-                        && value_of(self.rule_chain[ri]) == e
-                        && wants(ri, f)
-                        && !scored.contains(&(ri, e, f.name))
-                        && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
+                    if !self.rules[ri].negate && value_of(self.rule_chain[ri]) == e && wants(ri, f)
                     {
-                        scored.insert((ri, e, f.name));
+                        touched = true;
+                        if !scored.contains(&(ri, e, f.name))
+                            && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
+                        {
+                            scored.insert((ri, e, f.name));
+                        }
                     }
                 }
             }
@@ -1706,13 +1808,13 @@ impl RuleSet {
                 let Some(entry) = cache.entries.get(e) else {
                     continue;
                 };
-                if !entry.error
-                    && entry.matched.binary_search(&ri).is_err()
-                    && wants(ri, f)
-                    && !scored.contains(&(ri, e, f.name))
-                    && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
-                {
-                    scored.insert((ri, e, f.name));
+                if !entry.error && entry.matched.binary_search(&ri).is_err() && wants(ri, f) {
+                    touched = true;
+                    if !scored.contains(&(ri, e, f.name))
+                        && self.push_hit(&mut hits, &excl, ri, f, &entry.value, None)
+                    {
+                        scored.insert((ri, e, f.name));
+                    }
                 }
             }
             for &k in &plan.checks {
@@ -1746,13 +1848,18 @@ impl RuleSet {
                     }
                     _ => run_check(check, &entry.value),
                 };
-                if found.is_some() != self.rules[*ri].negate && !scored.contains(&(*ri, e, f.name))
-                {
-                    let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
-                    if self.push_hit(&mut hits, &excl, *ri, f, &entry.value, detail) {
-                        scored.insert((*ri, e, f.name));
+                if found.is_some() != self.rules[*ri].negate {
+                    touched = true;
+                    if !scored.contains(&(*ri, e, f.name)) {
+                        let detail = found.map(|d| format!("{}: {}", d.context, d.detail));
+                        if self.push_hit(&mut hits, &excl, *ri, f, &entry.value, detail) {
+                            scored.insert((*ri, e, f.name));
+                        }
                     }
                 }
+            }
+            if let (false, Some(key)) = (touched, span.clean_key) {
+                clean.keep(key, f);
             }
         }
         drop(scored);
@@ -2928,7 +3035,9 @@ rules:
                     let fs = fields(list);
                     let fresh =
                         rs.evaluate(&fs, &RequestFacts::default(), &mut EngineScratch::default());
-                    let before = sc.memo_hits();
+                    // Served from memory: values from the memo, clean
+                    // fields skipped whole.
+                    let before = sc.memo_hits() + sc.clean_hits();
                     let ev = rs.evaluate(&fs, &RequestFacts::default(), &mut sc);
                     assert_eq!(
                         hit_ids(&ev),
@@ -2939,7 +3048,7 @@ rules:
                     assert!(!ev.hits.is_empty(), "{backend} request {i}");
                     if round >= 2 && i < 2 {
                         assert!(
-                            sc.memo_hits() > before,
+                            sc.memo_hits() + sc.clean_hits() > before,
                             "{backend} round {round} request {i}"
                         );
                     }
@@ -2952,6 +3061,119 @@ rules:
                 rs.evaluate(&fields(&list), &RequestFacts::default(), &mut sc);
             }
             assert_eq!(sc.memo_hits(), 0);
+        }
+    }
+
+    /// A recurring field found clean is skipped on later requests; a field
+    /// with any hit (even one an exclusion silenced) is evaluated every
+    /// time, and a field is known clean only by its kind, name and value.
+    #[test]
+    fn clean_recurring_fields_are_skipped_and_nothing_else() {
+        let pack = r#"pack: t
+exclusions:
+  - when: {path: /quiet}
+    disable: {ids: [420]}
+rules:
+  - id: 420
+    name: evil header
+    severity: critical
+    targets: [headers, args_names]
+    match: {contains: "evil"}
+  - id: 421
+    name: bad agent
+    severity: critical
+    targets: ["headers:user-agent"]
+    match: {contains: "sqlmap"}
+  - id: 422
+    name: sqli
+    severity: critical
+    targets: [headers]
+    match: {sqli: true}
+  - id: 423
+    name: method allowed
+    severity: critical
+    targets: [method]
+    match: {regex: "^(?:GET|POST)$", negate: true}
+"#;
+        for (backend, settings) in every_backend() {
+            let rs = set(pack, &settings);
+            let quiet = RequestFacts {
+                method: "GET",
+                path: "/quiet",
+                ..RequestFacts::default()
+            };
+            let loud = RequestFacts {
+                method: "GET",
+                path: "/",
+                ..RequestFacts::default()
+            };
+            let mut sc = EngineScratch::default();
+            let steps: &[(&RequestFacts<'_>, &[(TargetKind, &str, &str)], &[u32])] = &[
+                // Clean: kept, then skipped.
+                (
+                    &loud,
+                    &[(TargetKind::Headers, "x-note", "sqlmap fine")],
+                    &[],
+                ),
+                (
+                    &loud,
+                    &[(TargetKind::Headers, "x-note", "sqlmap fine")],
+                    &[],
+                ),
+                // The same bytes under the name a rule names.
+                (
+                    &loud,
+                    &[(TargetKind::Headers, "user-agent", "sqlmap fine")],
+                    &[421],
+                ),
+                (
+                    &loud,
+                    &[(TargetKind::Headers, "user-agent", "sqlmap fine")],
+                    &[421],
+                ),
+                // Silenced by an exclusion: never kept as clean.
+                (&quiet, &[(TargetKind::Headers, "x-a", "evil")], &[]),
+                (&quiet, &[(TargetKind::Headers, "x-a", "evil")], &[]),
+                (&loud, &[(TargetKind::Headers, "x-a", "evil")], &[420]),
+                // The same bytes in another kind of field.
+                (&loud, &[(TargetKind::HeaderNames, "", "evil")], &[]),
+                (&loud, &[(TargetKind::HeaderNames, "", "evil")], &[]),
+                (&loud, &[(TargetKind::ArgsNames, "", "evil")], &[420]),
+                // Detectors and negated rules count as hits too.
+                (
+                    &loud,
+                    &[(TargetKind::Headers, "x-q", "1' or '1'='1")],
+                    &[422],
+                ),
+                (
+                    &loud,
+                    &[(TargetKind::Headers, "x-q", "1' or '1'='1")],
+                    &[422],
+                ),
+                (&loud, &[(TargetKind::Method, "", "TRACE")], &[423]),
+                (&loud, &[(TargetKind::Method, "", "TRACE")], &[423]),
+                (&loud, &[(TargetKind::Method, "", "GET")], &[]),
+                (&loud, &[(TargetKind::Method, "", "GET")], &[]),
+            ];
+            let mut skipped = Vec::new();
+            for (i, (facts, list, want)) in steps.iter().enumerate() {
+                let before = sc.clean_hits();
+                let ev = rs.evaluate(&fields(list), facts, &mut sc);
+                let got: Vec<u32> = ev.hits.iter().map(|h| h.rule_id).collect();
+                assert_eq!(got, *want, "{backend} step {i}");
+                if sc.clean_hits() > before {
+                    skipped.push(i);
+                }
+            }
+            assert_eq!(skipped, [1, 8, 15], "{backend}");
+            // A new rule set starts with nothing known clean.
+            let other = set(&pack.replace("\"evil\"", "\"fine\""), &settings);
+            let ev = other.evaluate(
+                &fields(&[(TargetKind::Headers, "x-note", "sqlmap fine")]),
+                &loud,
+                &mut sc,
+            );
+            assert_eq!(ev.hits.len(), 1, "{backend}");
         }
     }
 
