@@ -647,16 +647,36 @@ fn needed_sets(hir: &regex_syntax::hir::Hir) -> Vec<[bool; 256]> {
         HirKind::Capture(cap) => needed_sets(&cap.sub),
         HirKind::Concat(parts) => parts.iter().flat_map(needed_sets).collect(),
         HirKind::Alternation(branches) => {
+            let needs: Vec<Vec<[bool; 256]>> = branches.iter().map(needed_sets).collect();
+            if needs.iter().any(Vec::is_empty) {
+                return Vec::new();
+            }
+            // The union of each branch's cheapest set.
             let mut set = [false; 256];
-            for b in branches {
-                let Some(need) = needed_sets(b).into_iter().min_by_key(set_weight) else {
-                    return Vec::new();
-                };
-                for (s, n) in set.iter_mut().zip(need) {
-                    *s |= n;
+            for need in &needs {
+                if let Some(cheapest) = need.iter().min_by_key(|s| set_weight(s)) {
+                    for (s, n) in set.iter_mut().zip(cheapest) {
+                        *s |= n;
+                    }
                 }
             }
-            vec![set]
+            // And every set of a branch that each other branch needs a
+            // subset of (`:` in `\$\{jndi:|\bjndi:` is needed whichever
+            // branch matches, and is rarer than the union above).
+            let subset = |a: &[bool; 256], b: &[bool; 256]| a.iter().zip(b).all(|(x, y)| !x || *y);
+            let mut sets = vec![set];
+            for need in &needs {
+                for candidate in need {
+                    if needs
+                        .iter()
+                        .all(|other| other.iter().any(|s| subset(s, candidate)))
+                        && !sets.contains(candidate)
+                    {
+                        sets.push(*candidate);
+                    }
+                }
+            }
+            sets
         }
     }
 }
@@ -2307,6 +2327,7 @@ mod tests {
             P::R(6, r"(?-u:[\x80-\xff])a|(?u:\x{212A})"),
             P::R(7, r"[^a]{2}|\d{3,}"),
             P::Li(8, b"OnLoad="),
+            P::Ri(9, r"\$\s*\{\s*jndi\s*:|\bjndi\s*:\s*(?:ldaps?|rmi)\s*:"),
         ];
         let all = CASES
             .iter()
@@ -2374,10 +2395,13 @@ mod tests {
                 .filter(|&b| set[usize::from(b)])
                 .collect::<Vec<u8>>()
         };
-        assert_eq!(set_of(extra[0]), b"!([".to_vec());
+        // Every branch needs `!`: that beats the union of their cheapest.
+        assert_eq!(set_of(extra[0]), b"!".to_vec());
         assert_eq!(set_of(extra[1]), b"(-:<".to_vec());
         assert_eq!(set_of(extra[3]), b"@b".to_vec());
         assert_eq!(needs(extra[7]).min_len, 7);
+        // A set every branch of an alternation needs.
+        assert_eq!(set_of(extra[8]), b":".to_vec());
         // Header injection: both the line break and the colon.
         let crlf = needs(P::R(9, r"[\r\n][\t ]*[0-9A-Za-z-]+[\t\r\n ]*:[\t ]*[!-~]"));
         let sets: Vec<Vec<u8>> = crlf

@@ -217,6 +217,24 @@ impl Transform {
                 }
                 true
             }
+            // Decoders: a byte not copied from the input came from an
+            // escape, which starts with `%` (`%XX`, `%uXXXX`; `+` is a
+            // space), `&` (`&#NN;`, `&name;`) or a backslash.
+            Transform::UrlDecode | Transform::UrlDecodeUni => {
+                if set[usize::from(b' ')] {
+                    set[usize::from(b'+')] = true;
+                }
+                set[usize::from(b'%')] = true;
+                true
+            }
+            Transform::HtmlEntityDecode => {
+                set[usize::from(b'&')] = true;
+                true
+            }
+            Transform::JsDecode | Transform::CssDecode => {
+                set[usize::from(b'\\')] = true;
+                true
+            }
             _ => false,
         }
     }
@@ -2605,7 +2623,7 @@ mod tests {
                 }
             });
         }
-        assert_eq!(widenable, 7);
+        assert_eq!(widenable, 12);
     }
 
     /// A detector bit is set exactly when the value holds a byte of that
