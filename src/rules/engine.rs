@@ -317,8 +317,8 @@ struct FieldSpan {
 /// The memo key of a field's shape (mixed: the map trusts its keys' bits).
 fn shape_key(kind: TargetKind, c: Classes) -> u64 {
     // The detectors' bits and `PUNCT` do not change a shape.
-    use crate::rules::transform::class::{DETECTOR_BYTES, PUNCT};
-    let c = c & !(DETECTOR_BYTES | PUNCT);
+    use crate::rules::transform::class::{DETECTOR_BYTES, PUNCT, RARE_PUNCT};
+    let c = c & !(DETECTOR_BYTES | PUNCT | RARE_PUNCT);
     ((kind as u64) << 32 | u64::from(c)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -380,6 +380,11 @@ pub struct RuleSet {
     /// plain text (`transform::is_plain`): a value without one (most
     /// names, numbers and prose) is not scanned with it.
     gated_dbs: u64,
+    /// Bit per database each of whose patterns needs a byte of rare
+    /// punctuation (`transform::is_common_punct`): a value without one
+    /// (most prose, dates, ids, URLs) is not scanned with it. A subset of
+    /// `gated_dbs`.
+    rare_dbs: u64,
     /// Per chain: every rule of it that looks at `body` sees a parsed body
     /// through its arguments, so such a body is not run through it.
     args_cover_chain: Vec<bool>,
@@ -734,6 +739,8 @@ struct ValueCache<'a> {
     members: Vec<Vec<usize>>,
     /// [`RuleSet::gated_dbs`].
     gated: u64,
+    /// [`RuleSet::rare_dbs`].
+    rare: u64,
 }
 
 struct CachedValue<'a> {
@@ -855,9 +862,13 @@ impl<'a> ValueCache<'a> {
     /// (the first such field labels a scan error).
     fn need(&mut self, e: usize, dbs: u64, fi: usize, kind: TargetKind) {
         let entry = &mut self.entries[e];
-        // A plain value cannot match a pattern that needs a byte it lacks.
-        let dbs = if entry.classes & crate::rules::transform::class::PUNCT == 0 {
+        // A plain value cannot match a pattern that needs a byte it lacks,
+        // nor a value without rare punctuation one that needs such a byte.
+        use crate::rules::transform::class::{PUNCT, RARE_PUNCT};
+        let dbs = if entry.classes & PUNCT == 0 {
             dbs & !self.gated
+        } else if entry.classes & RARE_PUNCT == 0 {
+            dbs & !self.rare
         } else {
             dbs
         };
@@ -1019,9 +1030,9 @@ impl RuleSet {
         .iter()
         .fold(0u32, |m, k| m | 1 << (*k as usize));
         // Database keys: (kind mask of a narrow rule, or 1 = arguments,
-        // 2 = bodies; chain, or MAX for the shared ones; gated). Key 0 is
-        // the main argument database.
-        let mut groups: Vec<(u32, usize, bool)> = vec![(1, usize::MAX, false)];
+        // 2 = bodies; chain, or MAX for the shared ones; gate level). Key 0
+        // is the main argument database.
+        let mut groups: Vec<(u32, usize, u8)> = vec![(1, usize::MAX, 0)];
         // A rule each of whose patterns needs a byte that plain text does
         // not have (a quote, a bracket, an operator: most injection
         // patterns) goes to a gated database, apart from the others:
@@ -1032,26 +1043,45 @@ impl RuleSet {
         // or an operator; control-byte and `$var` classes that change how
         // Hyperscan builds the whole database) all need such a byte.
         // Counting `-` and `.` as plain too brought the slow build back.
-        let gated: Vec<bool> = rules
+        // Level 2 (a database of its own) when each pattern needs a byte of
+        // rare punctuation: prose with commas and full stops, dates, ids
+        // and URLs skip it too. Measured on a 32 KB form of prose with a
+        // comma per value: the level-1 database took ~340 us (`more` or
+        // `less` in prose starting the shell-escape pattern of 932185,
+        // which then needs `!`); now such values skip it.
+        use crate::rules::transform::{is_common_punct, is_plain};
+        let level_of = |set: &[bool; 256]| {
+            let needs_only =
+                |ok: &dyn Fn(u8) -> bool| (0..=255u8).all(|b| !set[usize::from(b)] || ok(b));
+            if needs_only(&|b| !is_plain(b) && !is_common_punct(b)) {
+                2
+            } else if needs_only(&|b| !is_plain(b)) {
+                1
+            } else {
+                0
+            }
+        };
+        let gated: Vec<u8> = rules
             .iter()
             .map(|r| {
                 let kinds = pattern_kinds(&r.operator);
-                settings.backend != Backend::Pure
-                    && !kinds.is_empty()
-                    && kinds.into_iter().all(|kind| {
+                if settings.backend == Backend::Pure || kinds.is_empty() {
+                    return 0;
+                }
+                kinds
+                    .into_iter()
+                    .map(|kind| {
                         let spec = PatternSpec {
                             id: 0,
                             kind,
                             caseless: r.caseless,
                         };
-                        matcher::pattern_needs(&spec).is_some_and(|n| {
-                            n.all.iter().any(|set| {
-                                (0..=255u8).all(|b| {
-                                    !set[usize::from(b)] || !crate::rules::transform::is_plain(b)
-                                })
-                            })
-                        })
+                        matcher::pattern_needs(&spec)
+                            .and_then(|n| n.all.iter().map(level_of).max())
+                            .unwrap_or(0)
                     })
+                    .min()
+                    .unwrap_or(0)
             })
             .collect();
         // A broad rule that also looks at bodies (`body`, `files_content`)
@@ -1109,8 +1139,8 @@ impl RuleSet {
                 } else {
                     usize::MAX
                 };
-                let parts: Vec<((u32, usize, bool), u32)> = if m & broad == 0 {
-                    vec![((m, usize::MAX, false), m)]
+                let parts: Vec<((u32, usize, u8), u32)> = if m & broad == 0 {
+                    vec![((m, usize::MAX, 0), m)]
                 } else {
                     let body = if covers(i) { 4u32 } else { 2 };
                     [
@@ -1125,7 +1155,11 @@ impl RuleSet {
                         // Only the big databases are split: a split costs
                         // a value that has such a byte one more scan call,
                         // and a URI always has one.
-                        let gate = gated[i] && chain == usize::MAX && class != 3;
+                        let gate = if chain == usize::MAX && class != 3 {
+                            gated[i]
+                        } else {
+                            0
+                        };
                         ((class, chain, gate), k)
                     })
                     .collect()
@@ -1154,7 +1188,12 @@ impl RuleSet {
         let gated_dbs = groups
             .iter()
             .enumerate()
-            .filter(|(_, g)| g.2)
+            .filter(|(_, g)| g.2 >= 1)
+            .fold(0u64, |m, (d, _)| m | 1 << d);
+        let rare_dbs = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.2 >= 2)
             .fold(0u64, |m, (d, _)| m | 1 << d);
         let n_dbs = memberships
             .iter()
@@ -1371,6 +1410,7 @@ impl RuleSet {
             rule_kinds,
             args_cover_dbs,
             gated_dbs,
+            rare_dbs,
             args_cover_chain,
             exclusions,
             threshold: settings.inbound_threshold,
@@ -1510,6 +1550,7 @@ impl RuleSet {
             index,
             members,
             gated: self.gated_dbs,
+            rare: self.rare_dbs,
         };
         // Pass 1: each field's chain outputs: its distinct values, and the
         // value of each chain that a transform could change or that looks
@@ -3456,7 +3497,9 @@ rules:
                 "{id} in an ungated database"
             );
         }
+        assert!(set.rare_dbs != 0 && set.rare_dbs & !set.gated_dbs == 0);
         set.gated_dbs = 0;
+        set.rare_dbs = 0;
         let bare = all_hits(&set);
         for ((g, b), values) in guarded.iter().zip(&bare).zip(&requests) {
             assert_eq!(g, b, "{values:?}");

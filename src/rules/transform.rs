@@ -322,12 +322,26 @@ pub mod class {
     /// one is not scanned by the engine's databases whose every pattern
     /// needs such a byte (a quote, a bracket, an operator).
     pub const PUNCT: u32 = 1 << 21;
+    /// A `PUNCT` byte that is not common in clean values (see
+    /// [`is_common_punct`](super::is_common_punct)): a quote, a bracket, an
+    /// operator. A value without one is not scanned by the databases whose
+    /// every pattern needs such a byte.
+    pub const RARE_PUNCT: u32 = 1 << 22;
 }
 
 /// The bytes of plain text: ASCII letters, digits and whitespace (see
 /// [`class::PUNCT`]).
 pub const fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
+/// Bytes outside plain text that clean values are full of: the
+/// punctuation of prose, numbers, dates, identifiers, e-mail addresses and
+/// URLs (`, . - _ : / @`), and non-ASCII text. The rest (quotes, brackets,
+/// operators, `; | & $ ! ?` …) are rarer, and are what most injection
+/// patterns need (see [`class::RARE_PUNCT`]).
+pub const fn is_common_punct(b: u8) -> bool {
+    b >= 0x80 || matches!(b, b',' | b'.' | b'-' | b'_' | b':' | b'/' | b'@')
 }
 
 const CLASS_TABLE: [u32; 256] = {
@@ -364,6 +378,9 @@ const CLASS_TABLE: [u32; 256] = {
         };
         if !is_plain(b) {
             c |= PUNCT;
+            if !is_common_punct(b) {
+                c |= RARE_PUNCT;
+            }
         }
         if crate::rules::detect::xss::PREFILTER[i] {
             c |= XSS_BYTES;
@@ -2709,6 +2726,14 @@ mod tests {
             assert_ne!(classes(&[b'a', b, b'1']) & class::PUNCT, 0, "{b:#04x}");
         }
         assert_eq!((0..=255u8).filter(|&b| is_plain(b)).count(), 62 + 6);
+        // Rare punctuation: any byte neither plain nor common.
+        assert_eq!(
+            classes("Müller, J. - 2024-01-02 12:30 a_b@x.org/p".as_bytes()) & class::RARE_PUNCT,
+            0
+        );
+        for b in (0..=255u8).filter(|&b| !is_plain(b) && !is_common_punct(b)) {
+            assert_ne!(classes(&[b'a', b, b'1']) & class::RARE_PUNCT, 0, "{b:#04x}");
+        }
     }
 
     #[test]
