@@ -431,13 +431,15 @@ pub struct EngineScratch {
 /// is never kept. Emptied when the rule set changes.
 #[derive(Default)]
 struct CleanFields {
+    /// Per slot, its key (0: empty): a dense array, so that a miss costs
+    /// one read of it, not of the slot.
+    keys: Vec<u64>,
     slots: Vec<CleanSlot>,
     hits: u64,
 }
 
 #[derive(Default)]
 struct CleanSlot {
-    hash: u64,
     kind: u8,
     name_len: usize,
     /// Name then value.
@@ -460,15 +462,14 @@ impl CleanFields {
         )
     }
 
-    fn slot(&self, key: u64) -> Option<&CleanSlot> {
-        self.slots.get(key as usize % CLEAN_SLOTS)
-    }
-
     /// Was `f` (whose key is `key`) found clean?
     fn has(&mut self, key: u64, f: &Field<'_>) -> bool {
-        let found = self.slot(key).is_some_and(|s| {
-            s.hash == key
-                && s.kind == f.kind as u8
+        let i = key as usize % CLEAN_SLOTS;
+        if self.keys.get(i) != Some(&key) {
+            return false;
+        }
+        let found = self.slots.get(i).is_some_and(|s| {
+            s.kind == f.kind as u8
                 && s.name_len == f.name.len()
                 && s.bytes.len() == f.name.len() + f.value.len()
                 && s.bytes[..s.name_len] == *f.name
@@ -481,9 +482,11 @@ impl CleanFields {
     fn keep(&mut self, key: u64, f: &Field<'_>) {
         if self.slots.is_empty() {
             self.slots.resize_with(CLEAN_SLOTS, CleanSlot::default);
+            self.keys = vec![0; CLEAN_SLOTS];
         }
-        if let Some(s) = self.slots.get_mut(key as usize % CLEAN_SLOTS) {
-            s.hash = key;
+        let i = key as usize % CLEAN_SLOTS;
+        if let (Some(k), Some(s)) = (self.keys.get_mut(i), self.slots.get_mut(i)) {
+            *k = key;
             s.kind = f.kind as u8;
             s.name_len = f.name.len();
             s.bytes.clear();
