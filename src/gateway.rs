@@ -1299,11 +1299,13 @@ pub fn add_unparseable_fields<'a>(
     for (name, value) in &parts.headers {
         if matches!(*name, header::CONTENT_TYPE | header::CONTENT_ENCODING) {
             fields.push(Field {
+                recurs: false,
                 kind: TargetKind::Headers,
                 name: name.as_str().as_bytes(),
                 value: value.as_bytes(),
             });
             fields.push(Field {
+                recurs: false,
                 kind: TargetKind::HeaderNames,
                 name: name.as_str().as_bytes(),
                 value: name.as_str().as_bytes(),
@@ -1312,6 +1314,7 @@ pub fn add_unparseable_fields<'a>(
     }
     if !raw.is_empty() {
         fields.push(Field {
+            recurs: false,
             kind: TargetKind::Body,
             name: b"",
             value: raw,
@@ -1326,6 +1329,7 @@ pub fn add_unparseable_fields<'a>(
         });
         if !multipart {
             fields.push(Field {
+                recurs: false,
                 kind: TargetKind::ArgsPost,
                 name: b"",
                 value: raw,
@@ -1442,12 +1446,14 @@ pub fn response_fields<'a>(
     use crate::rules::schema::TargetKind;
     let mut fields = Vec::with_capacity(headers.len() + 2);
     fields.push(Field {
+        recurs: false,
         kind: TargetKind::ResponseStatus,
         name: b"",
         value: status.as_bytes(),
     });
     for (name, value) in headers {
         fields.push(Field {
+            recurs: false,
             kind: TargetKind::ResponseHeaders,
             name: name.as_str().as_bytes(),
             value: value.as_bytes(),
@@ -1455,6 +1461,7 @@ pub fn response_fields<'a>(
     }
     if let Some(b) = body.filter(|b| !b.is_empty()) {
         fields.push(Field {
+            recurs: false,
             kind: TargetKind::ResponseBody,
             name: b"",
             value: b,

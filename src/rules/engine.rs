@@ -65,6 +65,10 @@ pub struct Field<'a> {
     pub kind: TargetKind,
     pub name: &'a [u8],
     pub value: &'a [u8],
+    /// The value recurs across requests by nature though its kind's values
+    /// do not (a JSON object key): it may be remembered as clean (see
+    /// [`CleanFields`]) like the fields of the recurring kinds.
+    pub recurs: bool,
 }
 
 /// Request facts exclusions are matched against.
@@ -117,6 +121,7 @@ pub fn view_fields(view: &crate::request_view::RequestView) -> Vec<Field<'_>> {
                 kind: rule_kind(f.kind)?,
                 name: &f.name,
                 value: &f.value,
+                recurs: f.role == crate::request_view::FieldRole::Key,
             })
         })
         .collect()
@@ -419,7 +424,8 @@ pub struct EngineScratch {
 }
 
 /// Fields of the recurring kinds ([`MEMO_KINDS`]: header names and values,
-/// argument and cookie names, the method and path) that an earlier request
+/// argument and cookie names, the method and path) and JSON object keys
+/// ([`Field::recurs`]) that an earlier request
 /// of this thread found clean: no pattern matched any of the values its
 /// chains produced, no detector found anything and no negated rule fired.
 /// What a field scores is a function of its kind, name and value alone
@@ -453,13 +459,13 @@ const CLEAN_MAX: usize = 320;
 impl CleanFields {
     /// The key of `f`, when a field of its kind and size may be kept.
     fn key(f: &Field<'_>) -> Option<u64> {
-        (MEMO_KINDS & 1 << f.kind as usize != 0 && f.name.len() + f.value.len() <= CLEAN_MAX).then(
-            || {
+        ((f.recurs || MEMO_KINDS & 1 << f.kind as usize != 0)
+            && f.name.len() + f.value.len() <= CLEAN_MAX)
+            .then(|| {
                 let n = value_hash(f.name);
                 let v = value_hash(f.value);
                 (n.rotate_left(17) ^ v).wrapping_add(f.kind as u64)
-            },
-        )
+            })
     }
 
     /// Was `f` (whose key is `key`) found clean?
@@ -2532,6 +2538,7 @@ rules:
     fn fields<'a>(list: &'a [(TargetKind, &'a str, &'a str)]) -> Vec<Field<'a>> {
         list.iter()
             .map(|(k, n, v)| Field {
+                recurs: false,
                 kind: *k,
                 name: n.as_bytes(),
                 value: v.as_bytes(),
@@ -3210,6 +3217,21 @@ rules:
                 }
             }
             assert_eq!(skipped, [1, 8, 15], "{backend}");
+            // A JSON key recurs; a JSON leaf of the same bytes is not kept.
+            for (recurs, kept) in [(false, false), (true, true)] {
+                let f = [Field {
+                    kind: TargetKind::Json,
+                    name: b"user.name",
+                    value: b"name",
+                    recurs,
+                }];
+                let before = sc.clean_hits();
+                for _ in 0..2 {
+                    let ev = rs.evaluate(&f, &loud, &mut sc);
+                    assert!(ev.hits.is_empty(), "{backend}");
+                }
+                assert_eq!(sc.clean_hits() > before, kept, "{backend} {recurs}");
+            }
             // A new rule set starts with nothing known clean.
             let other = set(&pack.replace("\"evil\"", "\"fine\""), &settings);
             let ev = other.evaluate(
