@@ -2281,7 +2281,24 @@ fn chain_guard(chain: &ChainInfo, rules: &[&Rule], nodes: &[Node]) -> Option<Gua
                 caseless: r.caseless,
             })?;
             min_len = min_len.min(needs.min_len);
-            for (s, n) in set.iter_mut().zip(needs.all.first()?.iter()) {
+            // The set least likely in clean text: letters, digits and
+            // spaces are in nearly every value, common punctuation in many.
+            let cost = |set: &[bool; 256]| -> u32 {
+                (0..=255u8)
+                    .filter(|&b| set[usize::from(b)])
+                    .map(|b| {
+                        if crate::rules::transform::is_plain(b) {
+                            16
+                        } else if crate::rules::transform::is_common_punct(b) {
+                            4
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            };
+            let best = needs.all.iter().min_by_key(|s| cost(s))?;
+            for (s, n) in set.iter_mut().zip(best.iter()) {
                 *s |= n;
             }
         }

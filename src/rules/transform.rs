@@ -217,6 +217,21 @@ impl Transform {
                 }
                 true
             }
+            // `cmdline` deletes bytes, folds ASCII capitals and emits a
+            // space for a separator run (` , ;`, ASCII whitespace, `$IFS`).
+            Transform::Cmdline => {
+                for b in b'a'..=b'z' {
+                    if set[usize::from(b)] {
+                        set[usize::from(b.to_ascii_uppercase())] = true;
+                    }
+                }
+                if set[usize::from(b' ')] {
+                    for b in [b',', b';', b'\t', b'\n', b'\r', 0x0B, 0x0C, b'$'] {
+                        set[usize::from(b)] = true;
+                    }
+                }
+                true
+            }
             // Decoders: a byte not copied from the input came from an
             // escape, which starts with `%` (`%XX`, `%uXXXX`; `+` is a
             // space), `&` (`&#NN;`, `&name;`) or a backslash.
@@ -2640,7 +2655,7 @@ mod tests {
                 }
             });
         }
-        assert_eq!(widenable, 12);
+        assert_eq!(widenable, 13);
     }
 
     /// A detector bit is set exactly when the value holds a byte of that
