@@ -3176,7 +3176,12 @@ rules:
                 ..RequestFacts::default()
             };
             let mut sc = EngineScratch::default();
-            let steps: &[(&RequestFacts<'_>, &[(TargetKind, &str, &str)], &[u32])] = &[
+            type Step<'a> = (
+                &'a RequestFacts<'a>,
+                &'a [(TargetKind, &'a str, &'a str)],
+                &'a [u32],
+            );
+            let steps: &[Step<'_>] = &[
                 // Clean: kept, then skipped.
                 (
                     &loud,
