@@ -460,12 +460,14 @@ impl CleanFields {
     /// The key of `f`, when a field of its kind and size may be kept.
     fn key(f: &Field<'_>) -> Option<u64> {
         ((f.recurs || MEMO_KINDS & 1 << f.kind as usize != 0)
-            && f.name.len() + f.value.len() <= CLEAN_MAX)
-            .then(|| {
-                let n = value_hash(f.name);
-                let v = value_hash(f.value);
-                (n.rotate_left(17) ^ v).wrapping_add(f.kind as u64)
-            })
+            && f.name.len() + f.value.len() <= CLEAN_MAX
+            // A URI with a query string is per-request data, as in `Memo`.
+            && (f.kind != TargetKind::Uri || !f.value.contains(&b'?')))
+        .then(|| {
+            let n = value_hash(f.name);
+            let v = value_hash(f.value);
+            (n.rotate_left(17) ^ v).wrapping_add(f.kind as u64)
+        })
     }
 
     /// Was `f` (whose key is `key`) found clean?
@@ -3208,6 +3210,9 @@ rules:
                 (&quiet, &[(TargetKind::Headers, "x-a", "evil")], &[]),
                 (&quiet, &[(TargetKind::Headers, "x-a", "evil")], &[]),
                 (&loud, &[(TargetKind::Headers, "x-a", "evil")], &[420]),
+                // A URI with a query string is never kept.
+                (&loud, &[(TargetKind::Uri, "", "/a?b=c")], &[]),
+                (&loud, &[(TargetKind::Uri, "", "/a?b=c")], &[]),
                 // The same bytes in another kind of field.
                 (&loud, &[(TargetKind::HeaderNames, "", "evil")], &[]),
                 (&loud, &[(TargetKind::HeaderNames, "", "evil")], &[]),
@@ -3238,7 +3243,7 @@ rules:
                     skipped.push(i);
                 }
             }
-            assert_eq!(skipped, [1, 8, 15], "{backend}");
+            assert_eq!(skipped, [1, 10, 17], "{backend}");
             // A JSON key recurs; a JSON leaf of the same bytes is not kept.
             for (recurs, kept) in [(false, false), (true, true)] {
                 let f = [Field {
