@@ -1055,23 +1055,11 @@ impl RuleSet {
         // Hyperscan builds the whole database) all need such a byte.
         // Counting `-` and `.` as plain too brought the slow build back.
         // Level 2 (a database of its own) when each pattern needs a byte of
-        // rare punctuation: prose with commas and full stops, dates, ids
+        // rare punctuation (`transform::set_rarity`): prose with commas and full stops, dates, ids
         // and URLs skip it too. Measured on a 32 KB form of prose with a
         // comma per value: the level-1 database took ~340 us (`more` or
         // `less` in prose starting the shell-escape pattern of 932185,
         // which then needs `!`); now such values skip it.
-        use crate::rules::transform::{is_common_punct, is_plain};
-        let level_of = |set: &[bool; 256]| {
-            let needs_only =
-                |ok: &dyn Fn(u8) -> bool| (0..=255u8).all(|b| !set[usize::from(b)] || ok(b));
-            if needs_only(&|b| !is_plain(b) && !is_common_punct(b)) {
-                2
-            } else if needs_only(&|b| !is_plain(b)) {
-                1
-            } else {
-                0
-            }
-        };
         let gated: Vec<u8> = rules
             .iter()
             .map(|r| {
@@ -1088,7 +1076,9 @@ impl RuleSet {
                             caseless: r.caseless,
                         };
                         matcher::pattern_needs(&spec)
-                            .and_then(|n| n.all.iter().map(level_of).max())
+                            .and_then(|n| {
+                                n.all.iter().map(crate::rules::transform::set_rarity).max()
+                            })
                             .unwrap_or(0)
                     })
                     .min()
@@ -2288,15 +2278,7 @@ fn chain_guard(chain: &ChainInfo, rules: &[&Rule], nodes: &[Node]) -> Option<Gua
             let cost = |set: &[bool; 256]| -> u32 {
                 (0..=255u8)
                     .filter(|&b| set[usize::from(b)])
-                    .map(|b| {
-                        if crate::rules::transform::is_plain(b) {
-                            16
-                        } else if crate::rules::transform::is_common_punct(b) {
-                            4
-                        } else {
-                            1
-                        }
-                    })
+                    .map(|b| [16, 4, 1][usize::from(crate::rules::transform::rarity(b))])
                     .sum()
             };
             let best = needs.all.iter().min_by_key(|s| cost(s))?;

@@ -566,9 +566,10 @@ pub struct PatternNeeds {
     /// No match is shorter than this many bytes.
     pub min_len: usize,
     /// Up to six byte sets, the four cheapest (rarest in text) first, then
-    /// the cheapest of those outside plain text and common punctuation if
-    /// not among them: a match holds a byte of each. Empty when none was found (a pattern that
-    /// consumes a byte always has one, if only a large class).
+    /// the cheapest of rarity 1 and 2 (`transform::set_rarity`) if not
+    /// among them: a match holds a byte of each. Empty when none was found
+    /// (a pattern that consumes a byte always has one, if only a large
+    /// class).
     pub all: Vec<[bool; 256]>,
 }
 
@@ -587,15 +588,15 @@ pub fn pattern_needs(spec: &PatternSpec) -> Option<PatternNeeds> {
     let mut all = needed_sets(&hir);
     all.sort_by_key(set_weight);
     all.dedup();
-    // The four cheapest, and the cheapest of those outside plain text and
-    // outside common punctuation too (what the engine gates databases on).
-    use crate::rules::transform::{is_common_punct, is_plain};
-    let within =
-        |set: &[bool; 256], ok: fn(u8) -> bool| (0..=255u8).all(|b| !set[usize::from(b)] || ok(b));
-    let gates: [fn(u8) -> bool; 2] = [|b| !is_plain(b), |b| !is_plain(b) && !is_common_punct(b)];
-    let extra: Vec<[bool; 256]> = gates
-        .iter()
-        .filter_map(|ok| all.iter().find(|s| within(s, *ok)).copied())
+    // The four cheapest, and the cheapest of rarity 1 and 2 too (see
+    // `transform::set_rarity`: what the engine gates databases on).
+    let extra: Vec<[bool; 256]> = [1, 2]
+        .into_iter()
+        .filter_map(|level| {
+            all.iter()
+                .find(|s| crate::rules::transform::set_rarity(s) >= level)
+                .copied()
+        })
         .collect();
     all.truncate(4);
     for set in extra {
@@ -676,27 +677,16 @@ fn needed_sets(hir: &regex_syntax::hir::Hir) -> Vec<[bool; 256]> {
                     }
                 }
             }
-            // And every set of a branch that each other branch needs a
-            // subset of (`:` in `\$\{jndi:|\bjndi:` is needed whichever
-            // branch matches, and is rarer than the union above).
-            let subset = |a: &[bool; 256], b: &[bool; 256]| a.iter().zip(b).all(|(x, y)| !x || *y);
             let mut sets = vec![set];
-            // And, when each branch needs a byte outside plain text (or
-            // outside plain text and common punctuation), the union of
-            // each branch's cheapest such set: what the engine's gated
-            // databases look for (`transform::is_plain`, `is_common_punct`).
-            use crate::rules::transform::{is_common_punct, is_plain};
-            let within = |set: &[bool; 256], ok: fn(u8) -> bool| {
-                (0..=255u8).all(|b| !set[usize::from(b)] || ok(b))
-            };
-            let filters: [fn(u8) -> bool; 2] =
-                [|b| !is_plain(b), |b| !is_plain(b) && !is_common_punct(b)];
-            for ok in filters {
+            // And, when each branch needs a set of rarity 1 (or 2), the
+            // union of each branch's cheapest such set: what the engine's
+            // gated databases look for (see `transform::set_rarity`).
+            for level in [1, 2] {
                 let mut union = [false; 256];
                 let every = needs.iter().all(|need| {
                     match need
                         .iter()
-                        .filter(|s| within(s, ok))
+                        .filter(|s| crate::rules::transform::set_rarity(s) >= level)
                         .min_by_key(|s| set_weight(s))
                     {
                         Some(cheapest) => {
@@ -712,6 +702,10 @@ fn needed_sets(hir: &regex_syntax::hir::Hir) -> Vec<[bool; 256]> {
                     sets.push(union);
                 }
             }
+            // And every set of a branch that each other branch needs a
+            // subset of (`:` in `\$\{jndi:|\bjndi:` is needed whichever
+            // branch matches, and is rarer than the union above).
+            let subset = |a: &[bool; 256], b: &[bool; 256]| a.iter().zip(b).all(|(x, y)| !x || *y);
             for need in &needs {
                 for candidate in need {
                     if needs

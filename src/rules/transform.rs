@@ -359,6 +359,30 @@ pub const fn is_common_punct(b: u8) -> bool {
     b >= 0x80 || matches!(b, b',' | b'.' | b'-' | b'_' | b':' | b'/' | b'@')
 }
 
+/// How rare a byte is in clean values: 0 plain text ([`is_plain`]), 1
+/// common punctuation ([`is_common_punct`]), 2 the rest (quotes, brackets,
+/// operators). The engine gates databases on it, and its guards prefer
+/// needed bytes of the rarer levels.
+pub const fn rarity(b: u8) -> u8 {
+    if is_plain(b) {
+        0
+    } else if is_common_punct(b) {
+        1
+    } else {
+        2
+    }
+}
+
+/// The rarity of a byte set: that of its commonest byte (a value of no
+/// higher level holds none of the set); 0 for an empty set.
+pub fn set_rarity(set: &[bool; 256]) -> u8 {
+    (0..=255u8)
+        .filter(|&b| set[usize::from(b)])
+        .map(rarity)
+        .min()
+        .unwrap_or(0)
+}
+
 const CLASS_TABLE: [u32; 256] = {
     use class::*;
     let mut t = [0u32; 256];
