@@ -386,7 +386,7 @@ pub struct RuleSet {
     /// names, numbers and prose) is not scanned with it.
     gated_dbs: u64,
     /// Bit per database each of whose patterns needs a byte of rare
-    /// punctuation (`transform::is_common_punct`): a value without one
+    /// punctuation (`transform::set_rarity` 2): a value without one
     /// (most prose, dates, ids, URLs) is not scanned with it. A subset of
     /// `gated_dbs`.
     rare_dbs: u64,
@@ -452,6 +452,12 @@ struct CleanSlot {
     bytes: Vec<u8>,
 }
 
+/// A URI (`is_uri`) with a query string: per-request data, kept neither
+/// in the [`Memo`] nor as a clean field (without one it is the path).
+fn per_request_uri(is_uri: bool, value: &[u8]) -> bool {
+    is_uri && value.contains(&b'?')
+}
+
 const CLEAN_SLOTS: usize = 4096;
 /// A longer name plus value is not kept (a `User-Agent` or `Accept` fits).
 const CLEAN_MAX: usize = 320;
@@ -461,8 +467,7 @@ impl CleanFields {
     fn key(f: &Field<'_>) -> Option<u64> {
         ((f.recurs || MEMO_KINDS & 1 << f.kind as usize != 0)
             && f.name.len() + f.value.len() <= CLEAN_MAX
-            // A URI with a query string is per-request data, as in `Memo`.
-            && (f.kind != TargetKind::Uri || !f.value.contains(&b'?')))
+            && !per_request_uri(f.kind == TargetKind::Uri, f.value))
         .then(|| {
             let n = value_hash(f.name);
             let v = value_hash(f.value);
@@ -573,7 +578,10 @@ impl Memo {
             && entry.kinds != 0
             && entry.kinds & !MEMO_KINDS == 0
             && entry.value.len() <= MEMO_MAX_VALUE
-            && (entry.kinds & 1 << TargetKind::Uri as usize == 0 || !entry.value.contains(&b'?'))
+            && !per_request_uri(
+                entry.kinds & 1 << TargetKind::Uri as usize != 0,
+                entry.value.as_ref(),
+            )
     }
 
     fn slot(&mut self, entry: &CachedValue<'_>) -> Option<&mut MemoSlot> {
@@ -1055,8 +1063,8 @@ impl RuleSet {
         // Hyperscan builds the whole database) all need such a byte.
         // Counting `-` and `.` as plain too brought the slow build back.
         // Level 2 (a database of its own) when each pattern needs a byte of
-        // rare punctuation (`transform::set_rarity`): prose with commas and full stops, dates, ids
-        // and URLs skip it too. Measured on a 32 KB form of prose with a
+        // rare punctuation (`transform::set_rarity`): prose with commas and
+        // full stops, dates, ids and URLs skip it too. Measured on a 32 KB form of prose with a
         // comma per value: the level-1 database took ~340 us (`more` or
         // `less` in prose starting the shell-escape pattern of 932185,
         // which then needs `!`); now such values skip it.
