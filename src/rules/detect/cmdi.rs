@@ -41,7 +41,9 @@
 //!   glued to the operator (`;id`, `|ls`), ended by another separator or a
 //!   comment (`; id;`, `& id #`), or inside `$(…)`. Inside backticks, a bare
 //!   command counts only when the backtick is glued to a word or in command
-//!   position (`` x`id` ``, `` `id` ``, but not "the `id` field").
+//!   position (`` x`id` ``, `` `id` ``, but not "the `id` field"); any
+//!   command with arguments counts in backticks glued to a word
+//!   (`` 127.0.0.1`echo x` ``), as in `$(…)`.
 //!
 //! A redirection to `/dev/tcp/…` or `/dev/udp/…` (reverse shells) is flagged
 //! anywhere.
@@ -309,7 +311,7 @@ fn scan(s: &[u8], mode: Mode, quote: Quote, doc: bool) -> Option<Finding> {
                 end_of_line = op == "newline";
                 an.boundary(Some(op), Some(op))
             }
-            Tok::Open(op, glued) => an.open(op, glued),
+            Tok::Open(op, glued, in_word) => an.open(op, glued, in_word),
             Tok::Close => an.close(),
             Tok::Comment => an.boundary(None, Some("#")),
             Tok::Group => {
@@ -403,8 +405,9 @@ enum Tok {
     /// A command separator: `;`, `&&`, `||`, `&`, `|`, newline.
     Sep(&'static str),
     /// A command substitution opens: `$(`, a backtick, `<(`, `>(`; and
-    /// whether it is glued to what precedes it (`x`id``, not `x `id``).
-    Open(&'static str, bool),
+    /// whether it is glued to what precedes it (`x`id``, not `x `id``), and
+    /// whether that is a word (not the start of the input).
+    Open(&'static str, bool, bool),
     Close,
     /// `(`: a subshell (or a `cmd` block), closed by `Close`.
     Group,
@@ -694,7 +697,7 @@ impl<'a> Lexer<'a> {
                 self.enter(Frame::Paren);
                 let op = if b == b'<' { "<(" } else { ">(" };
                 let glued = !self.space;
-                self.boundary(Tok::Open(op, glued), 2)
+                self.boundary(Tok::Open(op, glued, glued && self.i > 0), 2)
             }
             b'<' | b'>' => self.redirection(),
             b'`' if posix => self.backtick(),
@@ -830,7 +833,7 @@ impl<'a> Lexer<'a> {
                 .and_then(|p| self.s.get(p))
                 .is_some_and(|&b| matches!(b, b'(' | b'[' | b'{'));
         self.enter(Frame::Backtick);
-        self.boundary(Tok::Open("`", glued), 1)
+        self.boundary(Tok::Open("`", glued, glued && self.i > 0), 1)
     }
 
     fn redirection(&mut self) -> Option<Tok> {
@@ -879,7 +882,7 @@ impl<'a> Lexer<'a> {
                     return self.finish_word();
                 }
                 self.enter(Frame::Paren);
-                self.boundary(Tok::Open("$(", !self.space), 2)
+                self.boundary(Tok::Open("$(", !self.space, !self.space && self.i > 0), 2)
             }
             Some(b'{') => {
                 let Some(c) = self
@@ -1456,6 +1459,8 @@ struct Command {
     /// Glued to the operator (`;id`, not `; id`); for a backtick
     /// substitution, the substitution glued to a word or in command position.
     tight: bool,
+    /// In a backtick substitution glued to a word on its left.
+    in_word: bool,
     /// Evidence from the command word itself.
     strong: Option<&'static str>,
     /// Evidence from arguments or redirections.
@@ -1486,6 +1491,9 @@ struct Analyzer {
     /// command position: only then may an English-looking command in it
     /// stand alone (`x`id``, `` ;`id` `` — but not "the `id` field").
     open_glued: bool,
+    /// The innermost backtick substitution is glued to a word on its left
+    /// (`` x`echo y` ``): a Markdown span never is.
+    open_in_word: bool,
     /// Obfuscation seen in command position before the command itself
     /// (`$u wget …`, `ti''me curl …`): evidence for it.
     carry: Option<&'static str>,
@@ -1511,6 +1519,7 @@ impl Analyzer {
             cmd: None,
             outer: Vec::new(),
             open_glued: false,
+            open_in_word: false,
             carry: None,
             redirect_pending: false,
             broke_out: false,
@@ -1593,11 +1602,12 @@ impl Analyzer {
 
     /// A substitution opens: its first word is in command position, and the
     /// command it interrupts resumes when it closes.
-    fn open(&mut self, op: &'static str, glued: bool) -> Option<Finding> {
+    fn open(&mut self, op: &'static str, glued: bool, in_word: bool) -> Option<Finding> {
         self.redirect_pending = false;
         self.prefixed = false;
         self.carry = None;
         self.open_glued = glued || self.expect.is_some();
+        self.open_in_word = in_word;
         let found = if self.outer.len() < MAX_NESTING {
             self.outer.push(self.cmd.take());
             None
@@ -1706,6 +1716,7 @@ impl Analyzer {
             } else {
                 !w.space_before || (after.is_some() && std::mem::take(&mut self.lead))
             },
+            in_word: after == Some("`") && self.open_in_word,
             strong,
             evidence: None,
             args: 0,
@@ -1798,8 +1809,12 @@ impl Command {
                     // `;echo QWERTY`, `"&& printf x`: nothing but an
                     // injection opens a value with a break-out and a command.
                     Some("opening")
-                } else if self.args > 0 && matches!(self.after, Some("$(" | "<(" | ">(")) {
-                    // `$(printf x)`: a command substitution runs a command.
+                } else if self.args > 0
+                    && (matches!(self.after, Some("$(" | "<(" | ">(")) || self.in_word)
+                {
+                    // `$(printf x)`, `` x`echo y` ``: a command substitution
+                    // runs a command (a backtick one only glued to a word:
+                    // Markdown spans follow a blank).
                     Some("substitution")
                 } else {
                     None
@@ -2288,6 +2303,8 @@ mod tests {
             ";make x",
             "$(printf whoami)",
             "a <(echo x) b",
+            "x`echo QWERTY`",
+            "127.0.0.1`printf abc`",
         ] {
             assert!(flagged(hit).is_some(), "{hit}");
         }
@@ -2300,6 +2317,8 @@ mod tests {
             "; sort by date",
             "$(this).hide()",
             "$(document).ready(fn)",
+            "Run `echo hello` to see it",
+            "Use `printf` or `echo hello` instead",
             "it's fine; echo that",
             ";echo",
             "| id |",
