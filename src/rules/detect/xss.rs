@@ -914,6 +914,9 @@ fn js_breakout(s: &[u8], quote: u8) -> Option<String> {
     // Only after `;` can an assignment stand on its own (`'-x=1` is a syntax
     // error, and `", a = b` is how prose and code lists read).
     let mut statement = false;
+    // The last thing read ends an operand (`)`, `]`, `}`, a regular
+    // expression literal): a `/` after it divides.
+    let mut after_closer = false;
     while let Some(&c) = s.get(i) {
         // Right after a string literal only a binary operator, a separator
         // or a closing bracket is valid JS (`"!x(a)"` is a syntax error);
@@ -942,9 +945,23 @@ fn js_breakout(s: &[u8], quote: u8) -> Option<String> {
         } else if c == b'/' && s.get(i + 1) == Some(&b'/') {
             // The rest is a line comment: nothing runs.
             return None;
+        } else if c == b'/' && ops > 0 && !after_closer {
+            // Where an operand is due (`'+/x/`), `/` opens a regular
+            // expression literal: one never closed on its line is a syntax
+            // error (an e-mail address pattern quoted in a comment field).
+            i = regex_literal_end(s, i)?;
+            // Its members (`/x/.source`) belong to the operand.
+            while s.get(i) == Some(&b'.') && s.get(i + 1).copied().is_some_and(is_ident_start) {
+                i += 1;
+                while s.get(i).copied().is_some_and(is_ident) {
+                    i += 1;
+                }
+            }
+            after_closer = true;
         } else if binary || (ops > 0 && matches!(c, b'!' | b'~')) {
             ops += 1;
             statement |= c == b';';
+            after_closer = matches!(c, b')' | b']' | b'}');
             i += 1;
         } else {
             break;
@@ -990,6 +1007,29 @@ fn js_breakout(s: &[u8], quote: u8) -> Option<String> {
         quote as char,
         show(&s[i..end])
     ))
+}
+
+/// The end (past its flags) of the regular expression literal whose
+/// opening `/` is at `i`; `None` when it is not closed on its line.
+fn regex_literal_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    let mut class = false;
+    loop {
+        match *s.get(j)? {
+            b'\\' => j += 1,
+            b'\n' | b'\r' => return None,
+            b'[' => class = true,
+            b']' => class = false,
+            b'/' if !class => break,
+            _ => {}
+        }
+        j += 1;
+    }
+    j += 1;
+    while s.get(j).is_some_and(|b| b.is_ascii_alphabetic()) {
+        j += 1;
+    }
+    Some(j)
 }
 
 /// An identifier chain (`a.b['c'].d`) at `i` followed by `(` or a template
@@ -1151,6 +1191,8 @@ mod tests {
         "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
         // JS string contexts.
         "';alert(1)//",
+        "'+/x/+alert(1)//",
+        "'-/[/]/.source-alert(1)-'",
         "\";alert(1)//",
         "'-alert(1)-'",
         "\"+alert(1)+\"",
@@ -1170,6 +1212,8 @@ mod tests {
     /// Benign inputs: none may be flagged.
     const BENIGN: &[&str] = &[
         "",
+        "Regex: ^(?:[a-z0-9!#$%&'*+/=?^_`{|}~-]+)@example\\.com$",
+        "it's a*b/c^d`e`",
         "hello world",
         "a < b and c > d",
         "x<3",
