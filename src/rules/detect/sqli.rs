@@ -60,7 +60,8 @@
 //!   holding `\'` or `\"` is lexed a second time without them, as standard
 //!   SQL, MSSQL and SQLite read it (`\' or 1=1--` matches).
 //! - Typographic quotes (`’`, `‘`, `´`, `“`, `”`, fullwidth) are folded to
-//!   ASCII before lexing, as best-fit code-page conversion does.
+//!   ASCII before lexing, as best-fit code-page conversion does; so are a
+//!   lone byte 0xA0 (MySQL's Latin-1 blank) and Unicode spaces (NFKC's).
 //! - A value that is itself unquoted SQL (`a UNION SELECT b FROM c`,
 //!   `x; DROP TABLE t`) matches in `sql:numeric`, so SQL pasted into a
 //!   free-text field is reported; exclusions per target are the remedy.
@@ -165,11 +166,12 @@ const R_OPEN_CALL: &str = "unclosed-sql-call";
 pub fn detect(input: &[u8]) -> Option<Detection> {
     let cut = input.len() > MAX_SCAN_BYTES;
     let input = &input[..input.len().min(MAX_SCAN_BYTES)];
-    // Typographic quotes are folded first: databases and drivers that
-    // convert Unicode to a legacy code page ("best fit") turn them into
-    // ASCII quotes, and they are a known way around quote filters. Only
-    // values holding one pay for the copy.
-    if let Some(folded) = fold_quotes(input) {
+    // Typographic quotes and Unicode spaces are folded first: databases and
+    // drivers that convert Unicode to a legacy code page ("best fit") turn
+    // the quotes into ASCII ones, MySQL reads a Latin-1 no-break space as a
+    // blank, and both are known ways around filters. Only values holding
+    // one pay for the copy.
+    if let Some(folded) = fold_lookalikes(input) {
         return detect_ascii(&folded, cut);
     }
     detect_ascii(input, cut)
@@ -289,39 +291,72 @@ const PROSE_WORDS: usize = 8;
 
 /// Typographic quotes that legacy code-page conversions map to ASCII
 /// quotes: U+2018, U+2019, U+201B, U+2032, U+00B4, U+02BC, U+FF07 (to `'`)
-/// and U+201C, U+201D, U+2033, U+FF02 (to `"`). `None` when the value holds
-/// none (the common case, decided by one pass over the bytes).
-fn fold_quotes(b: &[u8]) -> Option<Vec<u8>> {
-    fn quote_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
+/// and U+201C, U+201D, U+2033, U+FF02 (to `"`); and spaces a database or
+/// the application's normalisation reads as a blank: a lone byte 0xA0
+/// (MySQL counts Latin-1's no-break space as whitespace, `1%A0UNION%A0SELECT`),
+/// U+00A0, U+2000–U+200A, U+202F, U+205F and U+3000 (NFKC makes them
+/// spaces). `None` when the value holds none (the common case, decided by
+/// one pass over the bytes).
+fn fold_lookalikes(b: &[u8]) -> Option<Vec<u8>> {
+    /// What the character at `i` folds to, and its length; `None` for one
+    /// that stays.
+    fn fold_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
         match (b[i], b.get(i + 1), b.get(i + 2)) {
             (0xe2, Some(0x80), Some(0x98 | 0x99 | 0x9b | 0xb2)) => Some((b'\'', 3)),
             (0xe2, Some(0x80), Some(0x9c | 0x9d | 0xb3)) => Some((b'"', 3)),
             (0xc2, Some(0xb4), _) | (0xca, Some(0xbc), _) => Some((b'\'', 2)),
             (0xef, Some(0xbc), Some(0x87)) => Some((b'\'', 3)),
             (0xef, Some(0xbc), Some(0x82)) => Some((b'"', 3)),
+            (0xc2, Some(0xa0), _) => Some((b' ', 2)),
+            (0xe2, Some(0x80), Some(0x80..=0x8a | 0xaf))
+            | (0xe2, Some(0x81), Some(0x9f))
+            | (0xe3, Some(0x80), Some(0x80)) => Some((b' ', 3)),
+            (0xa0, _, _) => Some((b' ', 1)),
             _ => None,
         }
+    }
+    /// The length of the UTF-8 character at `i` (1 for an ASCII byte or a
+    /// byte that starts no valid sequence).
+    fn char_len(b: &[u8], i: usize) -> usize {
+        let n = match b[i] {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => return 1,
+        };
+        let whole = b
+            .get(i + 1..i + n)
+            .is_some_and(|rest| rest.iter().all(|&c| c & 0xc0 == 0x80));
+        if whole { n } else { 1 }
     }
     if b.is_ascii() {
         return None;
     }
-    let first = (0..b.len()).find(|&i| b[i] >= 0xc2 && quote_at(b, i).is_some())?;
-    let mut out = Vec::with_capacity(b.len());
-    out.extend_from_slice(&b[..first]);
-    let mut i = first;
+    // Walk character by character, so that 0xA0 inside a valid sequence
+    // (`à` is C3 A0) is never taken for a lone no-break space.
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
     while i < b.len() {
-        match quote_at(b, i) {
-            Some((q, len)) => {
-                out.push(q);
-                i += len;
+        let len = char_len(b, i);
+        let folded = if b[i] < 0x80 || (len == 1 && b[i] != 0xa0) {
+            None
+        } else {
+            fold_at(b, i).filter(|&(_, n)| n == len)
+        };
+        match (folded, out.as_mut()) {
+            (Some((c, _)), Some(o)) => o.push(c),
+            (Some((c, _)), None) => {
+                let mut o = Vec::with_capacity(b.len());
+                o.extend_from_slice(&b[..i]);
+                o.push(c);
+                out = Some(o);
             }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
+            (None, Some(o)) => o.extend_from_slice(&b[i..i + len]),
+            (None, None) => {}
         }
+        i += len;
     }
-    Some(out)
+    out
 }
 
 /// Cheap reject for the common case (plain words, numbers, dates, e-mail
@@ -2191,6 +2226,37 @@ mod tests {
             .iter()
             .map(|t| t.class.letter())
             .collect()
+    }
+
+    /// A Latin-1 no-break space byte and Unicode spaces separate tokens as
+    /// a blank does; a 0xA0 inside a UTF-8 character (`à`) does not.
+    #[test]
+    fn lookalike_spaces_are_blanks() {
+        for hit in [
+            &b"1\xa0union\xa0select\xa01,2"[..],
+            "1\u{a0}UNION\u{a0}SELECT\u{a0}password\u{a0}FROM\u{a0}users".as_bytes(),
+            "1\u{2003}union\u{2003}select\u{2003}1,2".as_bytes(),
+            "1'\u{3000}or\u{3000}'1'='1".as_bytes(),
+        ] {
+            assert!(detect(hit).is_some(), "{}", String::from_utf8_lossy(hit));
+        }
+        for benign in [
+            "voilà union sélect 1 à 2".as_bytes(),
+            "Prix\u{a0}: 10\u{a0}€".as_bytes(),
+            &b"caf\xe9\xa0au lait"[..],
+        ] {
+            assert!(
+                detect(benign).is_none(),
+                "{}",
+                String::from_utf8_lossy(benign)
+            );
+        }
+        assert_eq!(fold_lookalikes("à".as_bytes()), None);
+        assert_eq!(fold_lookalikes(b"a\xa0b").as_deref(), Some(&b"a b"[..]));
+        assert_eq!(
+            fold_lookalikes("x\u{2019}\u{202f}y".as_bytes()).as_deref(),
+            Some(&b"x' y"[..])
+        );
     }
 
     #[test]
