@@ -34,6 +34,9 @@
 //! *and* one [`FieldRole::Joined`] field (`1,2`, the ASP.NET reading), so a
 //! payload split across repeats is still seen whole. JSON leaves are also
 //! copied into `args_post` (name = path) so `args` rules cover JSON APIs.
+//! An argument, JSON leaf or cookie that is wholly base64 of text also
+//! yields the decoded text as a field of the same kind and name (see
+//! `base64_texts`), as GraphQL string literals do.
 //!
 //! # Decoding done here, exactly once
 //!
@@ -505,8 +508,64 @@ fn build_inner(
         )?;
     }
     graphql_literals(&mut col)?;
+    base64_texts(&mut col)?;
     view.fields = col.fields;
     Ok(view)
+}
+
+// ---------------------------------------------------------------------------
+// Base64 of text
+
+/// At most this many decoded values of one request become fields.
+const MAX_BASE64_TEXTS: usize = 64;
+
+/// An argument, JSON leaf or cookie whose whole value is base64 of text
+/// (`?data=JyBPUiAxPTEtLQ==`, a base64 JSON member; see
+/// `detect::encoded` for what counts) is handed to the application, which
+/// decodes it and passes the text on: that text becomes a field of its own
+/// (same kind and name, so exclusions by name still apply), and every rule
+/// reads it as it reads a value sent in plain. Tokens, hashes, ids and
+/// binary blobs do not decode to text and add nothing.
+fn base64_texts(col: &mut Collector) -> Result<(), ViewError> {
+    let candidates: Vec<(TargetKind, Bytes, Bytes)> = col
+        .fields
+        .iter()
+        .filter(|f| {
+            f.role == FieldRole::Value
+                && matches!(
+                    f.kind,
+                    TargetKind::ArgsGet
+                        | TargetKind::ArgsPost
+                        | TargetKind::Json
+                        | TargetKind::Cookies
+                )
+        })
+        .filter_map(|f| {
+            let text = crate::rules::detect::encoded::decoded_text(&f.value)?;
+            Some((f.kind, f.name.clone(), Bytes::from(text)))
+        })
+        .take(MAX_BASE64_TEXTS)
+        .collect();
+    for (kind, name, text) in &candidates {
+        // A JSON leaf's `args_post` copy gets the copy of its text below.
+        if *kind == TargetKind::ArgsPost
+            && candidates
+                .iter()
+                .any(|(k, n, t)| *k == TargetKind::Json && n == name && t == text)
+        {
+            continue;
+        }
+        col.push(*kind, name.clone(), text.clone(), FieldRole::Value)?;
+        if *kind == TargetKind::Json {
+            col.alias(
+                TargetKind::ArgsPost,
+                name.clone(),
+                text.clone(),
+                FieldRole::Value,
+            );
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -3079,6 +3138,55 @@ mod tests {
             let values = v.get_all(TargetKind::Json, b"query");
             assert_eq!(values.filter(|f| f.role == FieldRole::Value).count(), 1);
         }
+    }
+
+    #[test]
+    fn base64_of_text_is_a_field_of_its_own() {
+        // `' OR 1=1--` and `{"$ne": null}`, base64; a hex id, a random
+        // token and a word stay single fields.
+        let pr = parts(
+            "GET",
+            "/?data=JyBPUiAxPTEtLQ%3D%3D&id=5f2b9c0d1e7a4b3c&tok=q7ZxW2kP9mLrT4vB&w=Passwords",
+            &[("cookie", b"pref=eyIkbmUiOiBudWxsfQ==")],
+        );
+        let v = RequestView::build(&pr, b"", &ViewLimits::default()).unwrap();
+        assert!(has(&v, TargetKind::ArgsGet, "data", "JyBPUiAxPTEtLQ=="));
+        assert!(has(&v, TargetKind::ArgsGet, "data", "' OR 1=1--"));
+        assert!(has(&v, TargetKind::Cookies, "pref", "{\"$ne\": null}"));
+        for name in ["id", "tok", "w"] {
+            assert_eq!(
+                v.get_all(TargetKind::ArgsGet, name.as_bytes()).count(),
+                1,
+                "{name}"
+            );
+        }
+        // A JSON leaf: the text once as `json` and once as `args_post`.
+        let v = post(
+            "application/json",
+            br#"{"q": "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="}"#,
+        )
+        .unwrap();
+        let texts = |kind| {
+            v.get_all(kind, b"q")
+                .filter(|f| f.value[..] == b"<script>alert(1)</script>"[..])
+                .count()
+        };
+        assert_eq!(
+            (texts(TargetKind::Json), texts(TargetKind::ArgsPost)),
+            (1, 1)
+        );
+        // A form value, the same way; headers are left alone (credentials).
+        let v = post_with(
+            &[
+                ("content-type", b"application/x-www-form-urlencoded"),
+                ("authorization", b"Basic YWRtaW46cydvcg=="),
+            ],
+            b"c=Y2F0IC9ldGMvcGFzc3dk",
+            &ViewLimits::default(),
+        )
+        .unwrap();
+        assert!(has(&v, TargetKind::ArgsPost, "c", "cat /etc/passwd"));
+        assert_eq!(v.get_all(TargetKind::Headers, b"authorization").count(), 1);
     }
 
     #[test]

@@ -94,6 +94,13 @@ fn decode_text(s: &[u8]) -> Option<Vec<u8>> {
     (printable && punct).then_some(out)
 }
 
+/// The text a field value encodes, when it is base64 of text (see the
+/// module docs): the request view adds it as a field of its own, so every
+/// rule reads it as it reads a value typed in plain.
+pub(crate) fn decoded_text(s: &[u8]) -> Option<Vec<u8>> {
+    decode_text(s)
+}
+
 /// Markers of the other injection families, looked for (ASCII
 /// case-insensitively) in decoded text once the four detectors found
 /// nothing: each is a piece of syntax that ordinary text encoded in a
