@@ -530,8 +530,20 @@ fn base64_texts(col: &mut Collector) -> Result<(), ViewError> {
     let candidates: Vec<(TargetKind, Bytes, Bytes)> = col
         .fields
         .iter()
-        .filter(|f| {
+        .enumerate()
+        .filter(|&(i, f)| {
+            // A JSON leaf's `args_post` copy follows it, same bytes: it is
+            // decoded once (and copied below).
+            let json_copy = f.kind == TargetKind::ArgsPost
+                && i.checked_sub(1)
+                    .and_then(|j| col.fields.get(j))
+                    .is_some_and(|prev| {
+                        prev.kind == TargetKind::Json
+                            && prev.value.as_ptr() == f.value.as_ptr()
+                            && prev.value.len() == f.value.len()
+                    });
             f.role == FieldRole::Value
+                && !json_copy
                 && matches!(
                     f.kind,
                     TargetKind::ArgsGet
@@ -540,21 +552,13 @@ fn base64_texts(col: &mut Collector) -> Result<(), ViewError> {
                         | TargetKind::Cookies
                 )
         })
-        .filter_map(|f| {
+        .filter_map(|(_, f)| {
             let text = crate::rules::detect::encoded::decoded_text(&f.value)?;
             Some((f.kind, f.name.clone(), Bytes::from(text)))
         })
         .take(MAX_BASE64_TEXTS)
         .collect();
     for (kind, name, text) in &candidates {
-        // A JSON leaf's `args_post` copy gets the copy of its text below.
-        if *kind == TargetKind::ArgsPost
-            && candidates
-                .iter()
-                .any(|(k, n, t)| *k == TargetKind::Json && n == name && t == text)
-        {
-            continue;
-        }
         col.push(*kind, name.clone(), text.clone(), FieldRole::Value)?;
         if *kind == TargetKind::Json {
             col.alias(

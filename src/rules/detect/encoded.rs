@@ -82,6 +82,11 @@ fn decode_text(s: &[u8]) -> Option<Vec<u8>> {
     } else {
         s
     };
+    // Most long runs of the alphabet (ids, tokens, `xxxx` padding) are not
+    // text, and their first bytes already show it.
+    if !head_may_be_text(s) {
+        return None;
+    }
     let Cow::Owned(out) = apply(Transform::Base64Decode, s) else {
         return None;
     };
@@ -92,6 +97,41 @@ fn decode_text(s: &[u8]) -> Option<Vec<u8>> {
     // The detectors need punctuation; plain decoded words are not judged.
     let punct = out.iter().any(|b| b.is_ascii_punctuation());
     (printable && punct).then_some(out)
+}
+
+/// A byte no text [`decode_text`] accepts holds: a control character
+/// other than tab, CR and LF, or a byte that never occurs in UTF-8.
+fn never_in_text(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        || b == 0x7f
+        || matches!(b, 0xc0 | 0xc1 | 0xf5..)
+}
+
+/// Whether the first (up to) twelve bytes `s` encodes may start text:
+/// decoded on the stack, before any allocation; `true` when they cannot
+/// be decoded alone (the full decode decides).
+fn head_may_be_text(s: &[u8]) -> bool {
+    let sextet = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        }))
+    };
+    for quad in s.chunks_exact(4).take(4) {
+        let mut n = 0u32;
+        for &c in quad {
+            let Some(v) = sextet(c) else { return true };
+            n = n << 6 | v;
+        }
+        if [n >> 16, n >> 8, n].iter().any(|&b| never_in_text(b as u8)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The text a field value encodes, when it is base64 of text (see the
