@@ -300,6 +300,34 @@ mod tests {
         out
     }
 
+    /// The early look at the first decoded bytes never turns text away:
+    /// any printable text with punctuation, encoded, decodes back.
+    #[test]
+    fn text_survives_the_head_check() {
+        let pool: Vec<char> = "aZ09 .,;:'\"<>()[]{}=+-_/\\|&$#@!?*%\t\néüß€中"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..5_000 {
+            let mut text = String::from("text x=");
+            for _ in 0..(x % 40) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push(pool[(x % pool.len() as u64) as usize]);
+            }
+            let enc = b64(&text);
+            assert_eq!(
+                decoded_text(enc.as_bytes()).as_deref(),
+                Some(text.as_bytes()),
+                "{text:?}"
+            );
+        }
+        // Ids, tokens and padding are turned away early.
+        assert!(!head_may_be_text(b"xxxxxxxxxxxxxxxxxxxxxxxx"));
+        assert!(decoded_text(b"xxxxxxxxxxxxxxxxxxxxxxxx").is_none());
+    }
+
     #[test]
     fn encoded_payloads_are_found_in_their_context() {
         let cases = [
