@@ -739,13 +739,8 @@ fn base64_has_colon(s: &str) -> bool {
     let mut acc = 0u32;
     let mut bits = 0;
     for c in s.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return false,
+        let Some(v) = crate::rules::transform::base64_sextet(c) else {
+            return false;
         };
         acc = (acc << 6) | u32::from(v);
         bits += 6;

@@ -1372,6 +1372,12 @@ const BASE64: [u8; 256] = {
     t
 };
 
+/// The 6-bit value of a base64 character, standard or URL-safe alphabet.
+pub(crate) fn base64_sextet(c: u8) -> Option<u8> {
+    let v = BASE64[usize::from(c)];
+    (v != 0xFF).then_some(v)
+}
+
 /// The whole value as base64. Padding is optional, but if present it must
 /// make the length a multiple of 4; whitespace is not skipped (that would
 /// make ordinary prose decode more often). Invalid input is returned as is,

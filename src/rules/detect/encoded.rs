@@ -18,7 +18,7 @@
 //! the first finding wins and is reported as `base64+<context>`.
 
 use super::{Detection, cmdi, path, sqli, xss};
-use crate::rules::transform::{Transform, apply};
+use crate::rules::transform::{Transform, apply, base64_sextet};
 use std::borrow::Cow;
 
 /// Shortest encoded value judged: 8 characters decode to 6 bytes, enough
@@ -111,21 +111,13 @@ fn never_in_text(b: u8) -> bool {
 /// decoded on the stack, before any allocation; `true` when they cannot
 /// be decoded alone (the full decode decides).
 fn head_may_be_text(s: &[u8]) -> bool {
-    let sextet = |c: u8| -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        }))
-    };
     for quad in s.chunks_exact(4).take(4) {
         let mut n = 0u32;
         for &c in quad {
-            let Some(v) = sextet(c) else { return true };
-            n = n << 6 | v;
+            let Some(v) = base64_sextet(c) else {
+                return true;
+            };
+            n = n << 6 | u32::from(v);
         }
         if [n >> 16, n >> 8, n].iter().any(|&b| never_in_text(b as u8)) {
             return false;
