@@ -8,7 +8,7 @@
 //! status, those headers and that body instead: the reflect convention of
 //! the CRS regression suite's backend, so response rules can be tried (and
 //! `portcullis rules ftw` can replay response tests) against a chosen
-//! answer.
+//! answer. Only clients on this machine may use it (see `from_loopback`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,13 +35,13 @@ pub async fn start_echo(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else {
+            let Ok((sock, peer)) = listener.accept().await else {
                 continue;
             };
             let _ = sock.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(sock), service_fn(echo))
+                    .serve_connection(TokioIo::new(sock), service_fn(move |req| echo(req, peer)))
                     .await;
             });
         }
@@ -49,9 +49,14 @@ pub async fn start_echo(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     Ok(local)
 }
 
-async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, mut body) = req.into_parts();
-    let reflect = parts.method == http::Method::POST && parts.uri.path() == "/reflect";
+    let reflect = parts.method == http::Method::POST
+        && parts.uri.path() == "/reflect"
+        && from_loopback(peer, &parts.headers);
     let keep = if reflect {
         REFLECT_MAX
     } else {
@@ -99,6 +104,24 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
         http::HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+/// Only a client on this machine may choose an answer: the connection is
+/// from loopback, and so is every address in `X-Forwarded-For` (the
+/// gateway appends the client it saw; a proxy before it, the ones it saw).
+/// A default install listening on all interfaces must not serve any page a
+/// stranger asks for from its origin.
+fn from_loopback(peer: SocketAddr, headers: &http::HeaderMap) -> bool {
+    peer.ip().is_loopback()
+        && headers.get_all("x-forwarded-for").iter().all(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',').all(|ip| {
+                    ip.trim()
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                })
+            })
+        })
 }
 
 /// The answer a `/reflect` request asks for; `None` when its body is not a

@@ -69,6 +69,39 @@ fn reflect_answers_with_the_requested_status_headers_and_body() {
     assert_eq!((status, body.as_slice()), (200, &b"x"[..]));
 }
 
+/// A client elsewhere (in `X-Forwarded-For`) never chooses the answer.
+#[test]
+fn only_local_clients_choose_the_answer() {
+    let (_rt, addr) = echo();
+    let spec = br#"{"status": 418, "body": "<script>x</script>"}"#;
+    for xff in [
+        "203.0.113.7",
+        "203.0.113.7, 127.0.0.1",
+        "127.0.0.1, 10.0.0.5",
+        "bogus",
+    ] {
+        let mut req = format!(
+            "POST /reflect HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: {xff}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            spec.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(spec);
+        let (status, _, answer) = parse_response(&raw_exchange(addr, &req));
+        assert_eq!(status, 200, "{xff}");
+        assert!(
+            String::from_utf8_lossy(&answer).contains("builtin:echo"),
+            "{xff}"
+        );
+    }
+    let mut req = format!(
+        "POST /reflect HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 127.0.0.1, ::1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        spec.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(spec);
+    assert_eq!(parse_response(&raw_exchange(addr, &req)).0, 418);
+}
+
 #[test]
 fn anything_else_is_echoed() {
     let (_rt, addr) = echo();
