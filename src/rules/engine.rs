@@ -470,7 +470,12 @@ impl CleanFields {
             && !per_request_uri(f.kind == TargetKind::Uri, f.value))
         .then(|| {
             let n = value_hash(f.name);
-            let v = value_hash(f.value);
+            // A name field (`args_names`, `header_names`) is its own name.
+            let v = if std::ptr::eq(f.name, f.value) {
+                n
+            } else {
+                value_hash(f.value)
+            };
             (n.rotate_left(17) ^ v).wrapping_add(f.kind as u64)
         })
     }

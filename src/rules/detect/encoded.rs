@@ -63,9 +63,16 @@ fn unescape(s: &[u8]) -> Option<Vec<u8>> {
 /// The text `s` encodes, when it is base64 of text (see the module docs).
 fn decode_text(s: &[u8]) -> Option<Vec<u8>> {
     let s = s.trim_ascii();
+    // Most long runs of the alphabet (ids, tokens, `xxxx` padding) are not
+    // text, and their first bytes already show it: looked at before the
+    // rest of the value is (an escape in the head makes it pass here).
+    let ok = |b: &u8| in_alphabet(*b) || *b == b'%';
+    let (head, rest) = s.split_at(s.len().min(16));
     if s.len() < MIN_ENCODED
         || s.len() > MAX_ENCODED
-        || !s.iter().all(|&b| in_alphabet(b) || b == b'%')
+        || !head.iter().all(ok)
+        || !head_may_be_text(s)
+        || !rest.iter().all(ok)
     {
         return None;
     }
@@ -78,15 +85,13 @@ fn decode_text(s: &[u8]) -> Option<Vec<u8>> {
     let escaped;
     let s = if s.contains(&b'%') {
         escaped = unescape(s)?;
+        if !head_may_be_text(&escaped) {
+            return None;
+        }
         &escaped[..]
     } else {
         s
     };
-    // Most long runs of the alphabet (ids, tokens, `xxxx` padding) are not
-    // text, and their first bytes already show it.
-    if !head_may_be_text(s) {
-        return None;
-    }
     let Cow::Owned(out) = apply(Transform::Base64Decode, s) else {
         return None;
     };
@@ -111,19 +116,34 @@ fn never_in_text(b: u8) -> bool {
 /// decoded on the stack, before any allocation; `true` when they cannot
 /// be decoded alone (the full decode decides).
 fn head_may_be_text(s: &[u8]) -> bool {
+    let mut head = [0u8; 12];
+    let mut len = 0;
     for quad in s.chunks_exact(4).take(4) {
         let mut n = 0u32;
         for &c in quad {
             let Some(v) = base64_sextet(c) else {
-                return true;
+                // Padding or an escape: what was decoded so far is judged.
+                return utf8_may_start(&head[..len]);
             };
             n = n << 6 | u32::from(v);
         }
-        if [n >> 16, n >> 8, n].iter().any(|&b| never_in_text(b as u8)) {
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        if bytes.iter().any(|&b| never_in_text(b)) {
             return false;
         }
+        head[len..len + 3].copy_from_slice(&bytes);
+        len += 3;
     }
-    true
+    utf8_may_start(&head[..len])
+}
+
+/// Whether `b` is the start of UTF-8 text: valid, or cut inside its last
+/// character.
+fn utf8_may_start(b: &[u8]) -> bool {
+    match std::str::from_utf8(b) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
 }
 
 /// The text a field value encodes, when it is base64 of text (see the
@@ -318,6 +338,14 @@ mod tests {
         // Ids, tokens and padding are turned away early.
         assert!(!head_may_be_text(b"xxxxxxxxxxxxxxxxxxxxxxxx"));
         assert!(decoded_text(b"xxxxxxxxxxxxxxxxxxxxxxxx").is_none());
+        // `zzzz` decodes to CF 3C F3: no control byte, but not UTF-8.
+        assert!(!head_may_be_text(b"zzzzzzzzzzzzzzzzzzzzzzzz"));
+        assert!(decoded_text(b"zzzzzzzzzzzzzzzzzzzzzzzz").is_none());
+        // Cut inside a character is still a start of text: "ééééé" is
+        // C3 A9 ×5, and twelve decoded bytes end inside none, nor does
+        // a head cut one byte later.
+        assert!(head_may_be_text(b64("ééééééé").as_bytes()));
+        assert!(head_may_be_text(b64("xéééééé").as_bytes()));
     }
 
     #[test]
