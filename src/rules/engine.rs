@@ -1571,6 +1571,9 @@ impl RuleSet {
         // only at named fields (`field_dyn`, by plan position); the other
         // chains see the raw value.
         let mut spare_shape = None;
+        // The last field's value, its classes and raw entry: a JSON leaf's
+        // `args_post` copy follows it with the same bytes.
+        let mut prev: Option<(&[u8], Classes, usize)> = None;
         for (fi, f) in fields.iter().enumerate() {
             let mut span = FieldSpan {
                 values: field_values.len()..field_values.len(),
@@ -1601,7 +1604,10 @@ impl RuleSet {
             } else {
                 (u64::MAX, &[][..])
             };
-            let raw_classes = classes(f.value);
+            let (raw_classes, known_raw) = match prev {
+                Some((v, c, e)) if std::ptr::eq(v, f.value) => (c, e),
+                _ => (classes(f.value), NONE),
+            };
             let key = shape_key(f.kind, raw_classes);
             let shape = match shape_of.get(&key) {
                 Some(&i) => &shapes[i as usize],
@@ -1614,7 +1620,11 @@ impl RuleSet {
             };
             let mut raw_entry = NONE;
             if shape.has_raw {
-                raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
+                raw_entry = if known_raw == NONE {
+                    cache.intern(Cow::Borrowed(f.value), raw_classes)
+                } else {
+                    known_raw
+                };
                 cache.need(raw_entry, shape.raw_dbs & db_mask, fi, f.kind);
                 field_values.push(raw_entry as u32);
             }
@@ -1624,7 +1634,11 @@ impl RuleSet {
                     continue;
                 }
                 if raw_entry == NONE {
-                    raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
+                    raw_entry = if known_raw == NONE {
+                        cache.intern(Cow::Borrowed(f.value), raw_classes)
+                    } else {
+                        known_raw
+                    };
                     field_values.push(raw_entry as u32);
                 }
                 field_dyn.push((k, raw_entry as u32));
@@ -1686,7 +1700,11 @@ impl RuleSet {
                     NodeVal::Entry(e) => e,
                     _ => {
                         if raw_entry == NONE {
-                            raw_entry = cache.intern(Cow::Borrowed(f.value), raw_classes);
+                            raw_entry = if known_raw == NONE {
+                                cache.intern(Cow::Borrowed(f.value), raw_classes)
+                            } else {
+                                known_raw
+                            };
                         }
                         raw_entry
                     }
@@ -1702,6 +1720,7 @@ impl RuleSet {
             span.values.end = field_values.len();
             span.dyns.end = field_dyn.len();
             span.raw = raw_entry;
+            prev = Some((f.value, raw_classes, raw_entry));
             span.active = true;
             spans.push(span);
         }
