@@ -1688,6 +1688,11 @@ struct JsonWalk<'a> {
     names: Vec<u8>,
     /// (field index, its name in `names`, the value is the name too).
     named: Vec<(usize, std::ops::Range<usize>, bool)>,
+    /// Leaf texts that are not slices of the input (numbers, strings with
+    /// escapes), back to back, given out like `names` (`texts`).
+    texts: Vec<u8>,
+    /// (field index, its value in `texts`).
+    valued: Vec<(usize, std::ops::Range<usize>)>,
 }
 
 impl JsonWalk<'_> {
@@ -1699,8 +1704,15 @@ impl JsonWalk<'_> {
         start..self.names.len()
     }
 
-    /// Gives the fields pushed during the walk their names.
+    /// Gives the fields pushed during the walk their names, and the leaves
+    /// of `texts` their values.
     fn finish_names(&mut self) {
+        let texts = Bytes::from(std::mem::take(&mut self.texts));
+        for (i, r) in self.valued.drain(..) {
+            if let Some(f) = self.col.fields.get_mut(i) {
+                f.value = texts.slice(r);
+            }
+        }
         let names = Bytes::from(std::mem::take(&mut self.names));
         for (i, r, value_too) in self.named.drain(..) {
             if let Some(f) = self.col.fields.get_mut(i) {
@@ -1737,6 +1749,19 @@ impl JsonWalk<'_> {
         self.named.push((i, name.clone(), false));
         self.named.push((i + 1, name.clone(), false));
         self.named.push((i + 2, name, true));
+        Ok(())
+    }
+
+    /// A leaf whose text `write` appends to `texts`.
+    fn leaf_text<E: de::Error>(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), E> {
+        let start = self.texts.len();
+        write(&mut self.texts);
+        let r = start..self.texts.len();
+        let i = self.col.fields.len();
+        self.leaf(Bytes::new())?;
+        // The `json` field and its `args_post` copy.
+        self.valued.push((i, r.clone()));
+        self.valued.push((i + 1, r));
         Ok(())
     }
 
@@ -1783,18 +1808,27 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
             .leaf(Bytes::from_static(if v { b"true" } else { b"false" }))
     }
 
+    // Writing into a Vec cannot fail.
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.0.leaf(Bytes::from(v.to_string()))
+        self.0.leaf_text(|t| {
+            let _ = write!(t, "{v}");
+        })
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.0.leaf(Bytes::from(v.to_string()))
+        self.0.leaf_text(|t| {
+            let _ = write!(t, "{v}");
+        })
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         // serde_json's shortest form (`1e300`, not 301 digits).
-        let s = serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string());
-        self.0.leaf(Bytes::from(s))
+        self.0.leaf_text(|t| {
+            let _ = match serde_json::Number::from_f64(v) {
+                Some(n) => write!(t, "{n}"),
+                None => write!(t, "{v}"),
+            };
+        })
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
@@ -1802,7 +1836,7 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.0.leaf(Bytes::copy_from_slice(v.as_bytes()))
+        self.0.leaf_text(|t| t.extend_from_slice(v.as_bytes()))
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
@@ -1811,7 +1845,7 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
-        self.0.leaf(Bytes::from(v))
+        self.0.leaf_text(|t| t.extend_from_slice(v.as_bytes()))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -1909,6 +1943,8 @@ fn parse_json(input: &Bytes, col: &mut Collector, limits: &ViewLimits) -> Result
         hit: None,
         names: Vec::with_capacity(input.len()),
         named: Vec::with_capacity(expected.min(limits.max_fields.saturating_mul(3))),
+        texts: Vec::new(),
+        valued: Vec::new(),
     };
     let mut de = serde_json::Deserializer::from_slice(input);
     let res = Node(&mut walk).deserialize(&mut de).and_then(|()| de.end());
