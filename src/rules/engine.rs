@@ -441,16 +441,37 @@ struct CleanFields {
     /// one read of it, not of the slot.
     keys: Vec<u64>,
     slots: Vec<CleanSlot>,
+    /// Per slot, the bytes of a field longer than [`CLEAN_INLINE`].
+    long: Vec<Vec<u8>>,
     hits: u64,
 }
 
-#[derive(Default)]
+/// One cache line: a hit on a short field (a header or argument name, a
+/// JSON key) reads it and nothing else.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
 struct CleanSlot {
     kind: u8,
-    name_len: usize,
-    /// Name then value.
-    bytes: Vec<u8>,
+    name_len: u16,
+    len: u16,
+    /// Name then value, when they fit.
+    inline: [u8; CLEAN_INLINE],
 }
+
+impl Default for CleanSlot {
+    fn default() -> Self {
+        CleanSlot {
+            kind: 0,
+            name_len: 0,
+            len: 0,
+            inline: [0; CLEAN_INLINE],
+        }
+    }
+}
+
+/// A name plus value this long or shorter is kept in its slot.
+const CLEAN_INLINE: usize = 59;
+const _: () = assert!(std::mem::size_of::<CleanSlot>() == 64);
 
 /// A URI (`is_uri`) with a query string: per-request data, kept neither
 /// in the [`Memo`] nor as a clean field (without one it is the path).
@@ -461,6 +482,7 @@ fn per_request_uri(is_uri: bool, value: &[u8]) -> bool {
 const CLEAN_SLOTS: usize = 4096;
 /// A longer name plus value is not kept (a `User-Agent` or `Accept` fits).
 const CLEAN_MAX: usize = 320;
+const _: () = assert!(CLEAN_MAX <= u16::MAX as usize);
 
 impl CleanFields {
     /// The key of `f`, when a field of its kind and size may be kept.
@@ -487,11 +509,19 @@ impl CleanFields {
             return false;
         }
         let found = self.slots.get(i).is_some_and(|s| {
-            s.kind == f.kind as u8
-                && s.name_len == f.name.len()
-                && s.bytes.len() == f.name.len() + f.value.len()
-                && s.bytes[..s.name_len] == *f.name
-                && s.bytes[s.name_len..] == *f.value
+            let (n, len) = (usize::from(s.name_len), usize::from(s.len));
+            if s.kind != f.kind as u8 || n != f.name.len() || len != n + f.value.len() {
+                return false;
+            }
+            let bytes = if len <= CLEAN_INLINE {
+                &s.inline[..len]
+            } else {
+                match self.long.get(i) {
+                    Some(b) if b.len() == len => &b[..],
+                    _ => return false,
+                }
+            };
+            bytes[..n] == *f.name && bytes[n..] == *f.value
         });
         self.hits += u64::from(found);
         found
@@ -499,17 +529,32 @@ impl CleanFields {
 
     fn keep(&mut self, key: u64, f: &Field<'_>) {
         if self.slots.is_empty() {
-            self.slots.resize_with(CLEAN_SLOTS, CleanSlot::default);
+            self.slots = vec![CleanSlot::default(); CLEAN_SLOTS];
             self.keys = vec![0; CLEAN_SLOTS];
+            self.long = vec![Vec::new(); CLEAN_SLOTS];
         }
         let i = key as usize % CLEAN_SLOTS;
-        if let (Some(k), Some(s)) = (self.keys.get_mut(i), self.slots.get_mut(i)) {
-            *k = key;
-            s.kind = f.kind as u8;
-            s.name_len = f.name.len();
-            s.bytes.clear();
-            s.bytes.extend_from_slice(f.name);
-            s.bytes.extend_from_slice(f.value);
+        let (n, len) = (f.name.len(), f.name.len() + f.value.len());
+        let (Some(k), Some(s), Some(long), Ok(name_len), Ok(total)) = (
+            self.keys.get_mut(i),
+            self.slots.get_mut(i),
+            self.long.get_mut(i),
+            u16::try_from(n),
+            u16::try_from(len),
+        ) else {
+            return;
+        };
+        *k = key;
+        s.kind = f.kind as u8;
+        s.name_len = name_len;
+        s.len = total;
+        long.clear();
+        if len <= CLEAN_INLINE {
+            s.inline[..n].copy_from_slice(f.name);
+            s.inline[n..len].copy_from_slice(f.value);
+        } else {
+            long.extend_from_slice(f.name);
+            long.extend_from_slice(f.value);
         }
     }
 }
