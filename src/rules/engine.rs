@@ -956,6 +956,16 @@ impl<'a> ValueCache<'a> {
         }
     }
 
+    /// A field's raw value's entry: `known` when the field before had the
+    /// same bytes (`NONE` otherwise), else looked up or added.
+    fn intern_raw(&mut self, known: usize, value: &'a [u8], cls: Classes) -> usize {
+        if known == NONE {
+            self.intern(Cow::Borrowed(value), cls)
+        } else {
+            known
+        }
+    }
+
     /// The entry of `value` (whose byte classes are `cls`), added if new.
     fn intern(&mut self, value: Cow<'a, [u8]>, cls: Classes) -> usize {
         let key = value_hash(&value);
@@ -1665,11 +1675,7 @@ impl RuleSet {
             };
             let mut raw_entry = NONE;
             if shape.has_raw {
-                raw_entry = if known_raw == NONE {
-                    cache.intern(Cow::Borrowed(f.value), raw_classes)
-                } else {
-                    known_raw
-                };
+                raw_entry = cache.intern_raw(known_raw, f.value, raw_classes);
                 cache.need(raw_entry, shape.raw_dbs & db_mask, fi, f.kind);
                 field_values.push(raw_entry as u32);
             }
@@ -1679,11 +1685,7 @@ impl RuleSet {
                     continue;
                 }
                 if raw_entry == NONE {
-                    raw_entry = if known_raw == NONE {
-                        cache.intern(Cow::Borrowed(f.value), raw_classes)
-                    } else {
-                        known_raw
-                    };
+                    raw_entry = cache.intern_raw(known_raw, f.value, raw_classes);
                     field_values.push(raw_entry as u32);
                 }
                 field_dyn.push((k, raw_entry as u32));
@@ -1745,11 +1747,7 @@ impl RuleSet {
                     NodeVal::Entry(e) => e,
                     _ => {
                         if raw_entry == NONE {
-                            raw_entry = if known_raw == NONE {
-                                cache.intern(Cow::Borrowed(f.value), raw_classes)
-                            } else {
-                                known_raw
-                            };
+                            raw_entry = cache.intern_raw(known_raw, f.value, raw_classes);
                         }
                         raw_entry
                     }
